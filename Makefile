@@ -1,0 +1,37 @@
+# `make run`: the offline nightly cycle on the bundled real data. `make test`: the test suite.
+# Both create .venv if there is none and install the pinned dependencies (requirements.lock).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := build/demo
+PREP   := $(BIN)/prep --config $(DEMO)/config.yaml
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+# A real night replayed in a fresh folder (build/demo): prepare on the evening of 2021-04-19,
+# validate at 09:00 and execute at 09:31 on 2021-04-20, against the simulated broker.
+run: $(STAMP)
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	printf 'data:\n  sample_dir: ../../data/sample\nuniverse:\n  constituents_file: ../../data/sample/constituents.csv\n' > $(DEMO)/config.yaml
+	$(PREP) --as-of 2021-04-19T20:00 prepare
+	$(PREP) --as-of 2021-04-20T09:00 validate
+	$(PREP) --as-of 2021-04-20T09:31 execute
+	@echo "state of the replay: $(DEMO)/ (archived_trades/, data/, logs/)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

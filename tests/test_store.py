@@ -1,0 +1,61 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from trading_system.marketdata.store import BarStore, split_adjust
+from conftest import SAMPLE
+
+D = dt.date
+
+
+@pytest.fixture(scope="module")
+def store():
+    return BarStore(SAMPLE)
+
+
+def test_split_applied_on_read(store):
+    # AAPL split 4:1 with ex-date 2020-08-31; raw close on 2020-08-28 was 499.23.
+    bars = store.read(end=D(2020, 9, 1), symbols=["AAPL"]).set_index("date")
+    assert bars.loc[D(2020, 8, 28), "close"] == pytest.approx(499.23 / 4)
+    assert bars.loc[D(2020, 8, 31), "close"] == pytest.approx(129.04)
+    raw = store.raw_bars()
+    raw_vol = raw[(raw.symbol == "AAPL") & (raw.date == D(2020, 8, 28))]["volume"].iloc[0]
+    assert bars.loc[D(2020, 8, 28), "volume"] == pytest.approx(raw_vol * 4)
+
+
+def test_read_is_clamped_and_split_after_clamp_is_unknown(store):
+    bars = store.read(end=D(2020, 8, 28), symbols=["AAPL"])
+    assert bars["date"].max() == D(2020, 8, 28)
+    # The 2020-08-31 split is in the future on 2020-08-28: prices stay as traded.
+    assert bars.set_index("date").loc[D(2020, 8, 28), "close"] == pytest.approx(499.23)
+
+
+def test_adjust_through_the_traded_session(store):
+    bars = store.read(end=D(2020, 8, 28), symbols=["AAPL"], adjust_through=D(2020, 8, 31))
+    assert bars["date"].max() == D(2020, 8, 28)
+    assert bars.set_index("date").loc[D(2020, 8, 28), "close"] == pytest.approx(499.23 / 4)
+
+
+def test_compounded_splits():
+    # Synthetic frame (two bars, two splits) to check compounding; the figures are arbitrary.
+    bars = pd.DataFrame({"symbol": ["X", "X"], "date": [D(2020, 1, 2), D(2020, 3, 2)],
+                         "open": [60.0, 10.0], "high": [60.0, 10.0], "low": [60.0, 10.0],
+                         "close": [60.0, 10.0], "volume": [100, 100]})
+    splits = pd.DataFrame({"symbol": ["X", "X"], "date": [D(2020, 2, 3), D(2020, 3, 2)], "ratio": [2.0, 3.0]})
+    out = split_adjust(bars, splits, through=D(2020, 3, 2))
+    assert list(out["close"]) == [10.0, 10.0]
+    assert list(out["volume"]) == [600.0, 100.0]
+
+
+def test_write_bars_merges_and_persists(tmp_path, store):
+    new = BarStore(tmp_path)
+    assert new.raw_bars().empty
+    cut = store.raw_bars()
+    first = cut[(cut.symbol == "MSFT") & (cut.date <= D(2021, 4, 16))].tail(3)
+    new.write_bars(first)
+    again = cut[(cut.symbol == "MSFT") & (cut.date >= D(2021, 4, 15))].head(3)
+    new.write_bars(again)
+    reread = BarStore(tmp_path).raw_bars()
+    assert list(reread["date"]) == sorted(set(first["date"]) | set(again["date"]))
+    assert not list(tmp_path.glob(".*.tmp"))

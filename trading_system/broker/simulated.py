@@ -1,0 +1,155 @@
+"""The offline broker: a flat-file account that fills market orders at the session's open.
+
+State lives in one JSON file (``data/sim_account.json`` by default)::
+
+    {"cash": 100000.0, "positions": {"AAPL": 12.5}, "session": "2021-04-20",
+     "orders": [{...Order fields...}]}
+
+Every order fills at once and in full at the raw (as-traded) open of the session the
+broker is set to, or, for a symbol with no bar that session, its last close before it.
+When the broker moves to a later session, splits whose ex-date it passed multiply the
+share counts (4-for-1 turns 10 shares into 40), so positions stay true across splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+from ..errors import BrokerError
+from ..marketdata.store import BarStore
+from ..plan import write_json_atomic
+from .base import Account, Order, OrderRequest, Position
+
+
+class SimulatedBroker:
+    """A ``Broker`` over a JSON account file; fills at ``session``'s open.
+
+    Requires: the bar store holding raw bars for ``session`` (or earlier, for a gap).
+    """
+
+    name = "simulated"
+
+    def __init__(self, store: BarStore, account_file: Path, session: dt.date, starting_cash: float,
+                 clock_now=None):
+        self._store = store
+        self._path = Path(account_file)
+        self._session = session
+        self._now = clock_now or (lambda: None)
+        self._state = self._load(starting_cash)
+        self._roll_splits()
+
+    # --- state -------------------------------------------------------------------------------
+    def _load(self, starting_cash: float) -> dict:
+        if not self._path.exists():
+            return {"cash": float(starting_cash), "positions": {}, "session": None, "orders": []}
+        try:
+            state = json.loads(self._path.read_text())
+            float(state["cash"]), dict(state["positions"]), list(state["orders"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerError(
+                f"simulated account {self._path} is unreadable ({exc.__class__.__name__}); "
+                "restore it or delete it to start again from the configured cash."
+            ) from exc
+        return state
+
+    def _save(self) -> None:
+        write_json_atomic(self._path, self._state)
+
+    def _roll_splits(self) -> None:
+        last = self._state.get("session")
+        last = dt.date.fromisoformat(last) if last else None
+        if last is not None and last < self._session and self._state["positions"]:
+            splits = self._store.splits()
+            due = splits[(splits["date"] > last) & (splits["date"] <= self._session)]
+            for sym, ratio in due[["symbol", "ratio"]].itertuples(index=False):
+                if sym in self._state["positions"]:
+                    self._state["positions"][sym] = round(self._state["positions"][sym] * ratio, 9)
+        if last is None or last < self._session:
+            self._state["session"] = self._session.isoformat()
+
+    def price(self, symbol: str) -> float:
+        """The fill price of ``symbol`` this session: its raw open, else its last raw close.
+
+        Raises:
+            BrokerError: the store has no bar for the symbol on or before the session.
+        """
+        today = self._store.session_bars(self._session, [symbol])
+        if symbol in today.index:
+            return float(today.loc[symbol, "open"])
+        hist = self._store.read(end=self._session, symbols=[symbol])
+        if hist.empty:
+            raise BrokerError(f"the simulated broker has no price for {symbol} on {self._session}.")
+        return float(hist["close"].iloc[-1])
+
+    # --- Broker protocol ------------------------------------------------------------------------
+    def get_positions(self) -> dict[str, Position]:
+        out = {}
+        for sym, qty in sorted(self._state["positions"].items()):
+            px = self.price(sym)
+            out[sym] = Position(symbol=sym, qty=qty, market_value=qty * px, price=px, qty_available=qty)
+        return out
+
+    def get_account(self) -> Account:
+        cash = float(self._state["cash"])
+        equity = cash + sum(p.market_value for p in self.get_positions().values())
+        return Account(cash=cash, equity=equity, cash_available=cash)
+
+    def get_open_orders(self) -> list[Order]:
+        return []  # every simulated order is filled when submitted
+
+    def _orders(self) -> list[Order]:
+        return [Order(**{**o, "submitted_at": None}) for o in self._state["orders"]]
+
+    def get_orders(self, client_order_ids: list[str]) -> list[Order]:
+        wanted = set(client_order_ids)
+        return [o for o in self._orders() if o.client_order_id in wanted]
+
+    def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        found = self.get_orders([client_order_id])
+        return found[0] if found else None
+
+    def submit_order(self, request: OrderRequest) -> Order:
+        if self.get_order_by_client_id(request.client_order_id) is not None:
+            raise BrokerError(f"client_order_id {request.client_order_id} must be unique")
+        px = self.price(request.symbol)
+        held = self._state["positions"].get(request.symbol, 0.0)
+        if request.side == "sell":
+            qty = held if request.close_position else min(float(request.qty), held)
+            if qty <= 0:
+                return self._record(request, "rejected", 0.0, None, "no position to sell")
+            self._state["positions"][request.symbol] = round(held - qty, 9)
+            if self._state["positions"][request.symbol] <= 1e-9:
+                del self._state["positions"][request.symbol]
+            self._state["cash"] = round(self._state["cash"] + qty * px, 2)
+        else:
+            notional = request.notional if request.notional is not None else float(request.qty) * px
+            if notional > self._state["cash"] + 1e-6:
+                return self._record(request, "rejected", 0.0, None, "insufficient buying power")
+            qty = round(notional / px, 9)
+            self._state["positions"][request.symbol] = round(held + qty, 9)
+            self._state["cash"] = round(self._state["cash"] - notional, 2)
+        return self._record(request, "filled", qty, px, None)
+
+    def _record(self, request: OrderRequest, status: str, qty: float, px: float | None,
+                reason: str | None) -> Order:
+        order = Order(
+            id=f"sim-{len(self._state['orders']) + 1:06d}",
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            status=status,
+            qty=request.qty,
+            notional=request.notional,
+            filled_qty=qty,
+            filled_avg_price=px,
+            reject_reason=reason,
+        )
+        self._state["orders"].append({k: v for k, v in dataclasses.asdict(order).items() if k != "submitted_at"})
+        self._save()
+        return order
+
+    def cancel_order(self, order_id: str) -> None:
+        return None  # nothing is ever left open

@@ -1,0 +1,128 @@
+"""``prep``: the command line (DESIGN §1). Parse, call one pipeline function, map errors to exit codes.
+
+Exit codes: 0 done or nothing to do; 1 a failure at run time; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .errors import NothingToDo, PrepError
+
+log = logging.getLogger("prep")
+
+
+class _State:
+    def __init__(self, config: str, as_of: str | None, verbose: bool):
+        self.config_path, self.as_of, self.verbose = Path(config), as_of, verbose
+        self.console = Console(highlight=False, soft_wrap=False)
+        if not self.console.is_terminal:  # cron, pipes and logs get full-width tables
+            self.console = Console(highlight=False, soft_wrap=False, width=120)
+
+
+def _run(state: _State, command: str, work) -> None:
+    """Load config and clock, run ``work(cfg, clock)``; one sentence per expected error."""
+    from .config import load_config
+    from .runtime import setup_logging
+    from .sessions import Clock
+
+    err = Console(stderr=True, highlight=False)
+    cfg = None
+    try:
+        cfg = load_config(state.config_path)
+        setup_logging(cfg, state.verbose)
+        clock = Clock.from_env(state.as_of)
+        log.info("prep %s started (as-of %s)", command, clock.now().isoformat() if clock.frozen else "wall clock")
+        work(cfg, clock)
+        log.info("prep %s done", command)
+    except NothingToDo as done:
+        log.info("prep %s: %s", command, done)
+        state.console.print(str(done))
+        sys.exit(0)
+    except PrepError as exc:
+        if cfg is None:
+            setup_logging(None, state.verbose)
+        log.error("prep %s failed: %s", command, exc, exc_info=True)
+        err.print(f"prep {command}: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print(f"prep {command}: interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug: keep the traceback in the log, one line on screen
+        log.exception("prep %s crashed", command)
+        where = "logs/pre_market_prep.log" if cfg is not None else "the log"
+        err.print(f"prep {command}: unexpected error ({exc.__class__.__name__}: {exc}); details in {where}.",
+                  markup=False)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", default="config.yaml", envvar="PREP_CONFIG", show_default=True,
+              help="Path of config.yaml (paths in it are relative to its folder).")
+@click.option("--as-of", "as_of", default=None,
+              help="Replay at this instant: 2021-04-19T20:00, '2021-04-19 20:00' or a date; naive = New York "
+                   "time. Also PREP_AS_OF.")
+@click.option("-v", "--verbose", is_flag=True, help="Echo the log to stderr.")
+@click.pass_context
+def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> None:
+    """Pre-market preparation: scan at 20:00 ET, validate and rebalance at 09:00 ET."""
+    ctx.obj = _State(config, as_of, verbose)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Scan and print; write nothing.")
+@click.pass_obj
+def prepare(state: _State, dry_run: bool) -> None:
+    """Scan, score and bucket the universe; build four strategies -> pending_trades.json."""
+    from . import render
+    from .pipeline import run_prepare
+
+    _run(state, "prepare", lambda cfg, clock: render.prepare(state.console, run_prepare(cfg, clock, dry_run)))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Re-score and print; leave the plan as it is.")
+@click.pass_obj
+def validate(state: _State, dry_run: bool) -> None:
+    """Re-score the picks with pre-market prices, apply the 85 % gate, select the strategy."""
+    from . import render
+    from .pipeline import run_validate
+
+    _run(state, "validate", lambda cfg, clock: render.validate(state.console, run_validate(cfg, clock, dry_run)))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Show the orders against the account; send nothing.")
+@click.option("--live", is_flag=True, help="Allow a live (real-money) account; also needs ALPACA_PAPER=false.")
+@click.pass_obj
+def execute(state: _State, dry_run: bool, live: bool) -> None:
+    """Rebalance the account to the validated plan in two phases, then archive it."""
+    from . import render
+    from .errors import RunTimeError
+    from .pipeline import run_execute
+
+    def work(cfg, clock):
+        result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
+        render.execute(state.console, result)
+        if not result.report.reached_targets:
+            raise RunTimeError("some orders were not filled; the account did not reach its targets (see above).")
+
+    _run(state, "execute", work)
+
+
+@main.command()
+@click.pass_obj
+def status(state: _State) -> None:
+    """What is pending, its stage, the last archived runs, and the broker."""
+    from .status import run_status
+
+    _run(state, "status", lambda cfg, clock: run_status(cfg, clock, state.console))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

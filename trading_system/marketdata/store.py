@@ -1,0 +1,175 @@
+"""Parquet bar store: raw daily bars and splits on disk, split-adjusted on read.
+
+Layout of a store folder::
+
+    bars.parquet   symbol (str), date (date32), open, high, low, close (float64, dollars), volume (int64, shares)
+    splits.csv     symbol, date (ex-date), ratio (new shares per old share: 4.0 for a 4-for-1)
+
+Bars are stored *as traded* so a split learnt after the bars were cached never shows
+as a -75 % day: it is applied on read.  Every read is clamped to an as-of session;
+nothing dated after it, bar or split, is ever visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
+
+
+def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date) -> pd.DataFrame:
+    """Split-adjust raw bars the way Polygon's ``adjusted=true`` does, knowing splits up to ``through``.
+
+    Requires: ``bars`` with BAR_COLUMNS (raw), ``splits`` with symbol, date, ratio.
+    Sets: open/high/low/close of each bar dated before an ex-date (<= ``through``) divided
+    by that split's ratio and volume multiplied by it, compounding over several splits.
+    Splits after ``through`` are ignored (no peeking).  Returns a new frame; volume becomes float.
+    Source: shared/data/PROVENANCE.md (splits.csv).
+    """
+    out = bars.copy()
+    out["volume"] = out["volume"].astype("float64")
+    known = splits[splits["date"] <= through]
+    if known.empty or out.empty:
+        return out
+    known = known[known["symbol"].isin(out["symbol"].unique())]
+    if known.empty:
+        return out
+    days = pd.to_datetime(out["date"]).to_numpy(dtype="datetime64[D]")
+    known = known[pd.to_datetime(known["date"]).to_numpy(dtype="datetime64[D]") > days.min()]
+    factor = np.ones(len(out))
+    sym = out["symbol"].to_numpy()
+    for s, group in known.groupby("symbol", sort=False):
+        rows = np.flatnonzero(sym == s)
+        for d, ratio in zip(pd.to_datetime(group["date"]).to_numpy(dtype="datetime64[D]"), group["ratio"]):
+            factor[rows[days[rows] < d]] *= ratio
+    for col in ("open", "high", "low", "close"):
+        out[col] = out[col].to_numpy() / factor
+    out["volume"] = out["volume"].to_numpy() * factor
+    return out
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class BarStore:
+    """Raw bars and splits in one folder; split-adjusted, as-of-clamped reads.
+
+    The files are read once per process and kept in memory (the sample is ~300k rows).
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._bars: pd.DataFrame | None = None
+        self._splits: pd.DataFrame | None = None
+
+    @property
+    def bars_path(self) -> Path:
+        return self.root / "bars.parquet"
+
+    @property
+    def splits_path(self) -> Path:
+        return self.root / "splits.csv"
+
+    def raw_bars(self) -> pd.DataFrame:
+        """Every stored bar, raw, sorted by (symbol, date); an empty frame for a new store.
+
+        Raises:
+            DataError: the Parquet file exists but cannot be read.
+        """
+        if self._bars is None:
+            if not self.bars_path.exists():
+                self._bars = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()})
+            else:
+                try:
+                    df = pd.read_parquet(self.bars_path, columns=BAR_COLUMNS)
+                except Exception as exc:  # pyarrow raises several types for a broken file
+                    raise DataError(
+                        f"bar store {self.bars_path} cannot be read ({exc.__class__.__name__}); "
+                        "delete it to refetch, or restore it from data/sample/."
+                    ) from exc
+                df["symbol"] = df["symbol"].astype(str)
+                self._bars = df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+        return self._bars
+
+    def splits(self) -> pd.DataFrame:
+        """Every known split: symbol (str), date (date), ratio (float); empty when none."""
+        if self._splits is None:
+            if self.splits_path.exists():
+                sp = pd.read_csv(self.splits_path, dtype={"symbol": str, "ratio": float})
+                sp["date"] = pd.to_datetime(sp["date"]).dt.date
+            else:
+                sp = pd.DataFrame({"symbol": pd.Series(dtype=str), "date": pd.Series(dtype=object),
+                                   "ratio": pd.Series(dtype=float)})
+            self._splits = sp
+        return self._splits
+
+    def dates(self) -> list[dt.date]:
+        """Every date that has at least one bar, oldest first."""
+        return sorted(set(self.raw_bars()["date"].unique()))
+
+    def read(
+        self,
+        end: dt.date,
+        start: dt.date | None = None,
+        symbols: list[str] | None = None,
+        adjust_through: dt.date | None = None,
+    ) -> pd.DataFrame:
+        """Split-adjusted bars dated in [start, end], as known on ``adjust_through`` (default ``end``).
+
+        Returns BAR_COLUMNS sorted by (symbol, date); volume is float (adjusted shares).
+        ``adjust_through`` may be later than ``end`` only to adjust history for a split
+        whose ex-date is the session being traded (announced in advance).
+        """
+        bars = self.raw_bars()
+        mask = bars["date"] <= end
+        if start is not None:
+            mask &= bars["date"] >= start
+        if symbols is not None:
+            mask &= bars["symbol"].isin(symbols)
+        return split_adjust(bars[mask], self.splits(), adjust_through or end).reset_index(drop=True)
+
+    def session_bars(self, session: dt.date, symbols: list[str] | None = None) -> pd.DataFrame:
+        """Raw bars of one session (as traded that day, so already on that day's share basis)."""
+        bars = self.raw_bars()
+        mask = bars["date"] == session
+        if symbols is not None:
+            mask &= bars["symbol"].isin(symbols)
+        return bars[mask].set_index("symbol")
+
+    def write_bars(self, new: pd.DataFrame) -> None:
+        """Merge raw bars into the store (a later copy of a (symbol, date) wins), atomically."""
+        merged = pd.concat([self.raw_bars(), new[BAR_COLUMNS]], ignore_index=True)
+        merged = merged.drop_duplicates(["symbol", "date"], keep="last")
+        merged = merged.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+        _atomic_write(self.bars_path, lambda tmp: merged.to_parquet(tmp, index=False, compression="zstd"))
+        self._bars = merged
+
+    def write_splits(self, splits: pd.DataFrame) -> None:
+        """Replace the stored splits (symbol, date, ratio), atomically."""
+        sp = splits[["symbol", "date", "ratio"]].drop_duplicates(["symbol", "date"], keep="last")
+        sp = sp.sort_values(["symbol", "date"]).reset_index(drop=True)
+        _atomic_write(self.splits_path, lambda tmp: sp.to_csv(tmp, index=False))
+        self._splits = None
+
+
+_DTYPES = {"symbol": str, "date": object, "open": float, "high": float, "low": float,
+           "close": float, "volume": "int64"}

@@ -1,0 +1,203 @@
+"""Order planning as a pure function, and the pre-trade guards (DESIGN §7).
+
+``plan_orders``: targets = weight x equity x (1 - cash_buffer); delta = target -
+(position value + open orders); deltas under the minimum order are dropped; one net
+order per symbol; position-reducing orders (sells) before buys.  Dollars throughout;
+sell quantities in shares rounded to 9 dp, buy notionals in dollars rounded to cents.
+Modelled on QuantConnect LEAN's portfolio construction -> execution split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .broker.base import Account, Order, OrderRequest, Position
+from .config import ExecutionConfig
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z]{1,5}([.][A-Z]{1,2})?$")
+
+
+def client_order_id(plan_id: str, phase: str, symbol: str) -> str:
+    """Deterministic client_order_id (<= 48 chars): ``prep-<plan_id>-<phase>-<symbol>``.
+
+    The same plan, phase and symbol always give the same id, so a rerun finds the
+    order it may already have sent instead of sending it again.
+    """
+    cid = f"prep-{plan_id}-{phase}-{symbol}"
+    if len(cid) > 48:
+        raise ValueError(f"client_order_id {cid!r} is longer than 48 characters")
+    return cid
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedOrder:
+    """One order to send, with the dollar delta it closes (negative for sells)."""
+
+    request: OrderRequest
+    delta: float
+    target: float
+    current: float
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderPlan:
+    """Sells (phase 1) and buys (phase 2), plus the deltas dropped and why. Dollars."""
+
+    sells: list[PlannedOrder]
+    buys: list[PlannedOrder]
+    skipped: list[tuple[str, float, str]]
+    targets: dict[str, float]
+    min_order: float
+
+
+def minimum_order(equity: float, cfg: ExecutionConfig) -> float:
+    """max(min_order_dollars, min_order_equity_fraction x equity), dollars."""
+    return max(cfg.min_order_dollars, cfg.min_order_equity_fraction * equity)
+
+
+def _open_order_value(orders: Sequence[Order], prices: Mapping[str, float]) -> dict[str, float]:
+    """Signed dollars still to fill per symbol (+ buys, - sells)."""
+    out: dict[str, float] = {}
+    for o in orders:
+        if o.terminal:
+            continue
+        if o.notional is not None:
+            left = o.notional - o.filled_notional
+        else:
+            left = ((o.qty or 0.0) - o.filled_qty) * prices.get(o.symbol, 0.0)
+        out[o.symbol] = out.get(o.symbol, 0.0) + (left if o.side == "buy" else -left)
+    return out
+
+
+def plan_orders(
+    weights: Mapping[str, float],
+    account: Account,
+    positions: Mapping[str, Position],
+    open_orders: Sequence[Order],
+    cfg: ExecutionConfig,
+    plan_id: str,
+) -> OrderPlan:
+    """Turn target weights into the net orders that reach them.
+
+    Requires: ``weights`` (fractions summing to 1) for the selected strategy; the
+    account (dollars) and positions (shares, dollars) read from the broker; orders still open.
+    Sets: a target in dollars for every symbol held or wanted; positions outside
+    ``weights`` and not in ``cfg.keep`` are sold in full (close_position).
+    """
+    investable = account.equity * (1.0 - cfg.cash_buffer)
+    prices = {s: p.price for s, p in positions.items()}
+    pending = _open_order_value(open_orders, prices)
+    min_order = minimum_order(account.equity, cfg)
+    symbols = sorted(set(weights) | set(positions) | set(pending))
+    sells, buys, skipped, targets = [], [], [], {}
+    for sym in symbols:
+        held = positions.get(sym)
+        if sym not in weights and sym in cfg.keep:
+            continue
+        target = weights.get(sym, 0.0) * investable
+        current = (held.market_value if held else 0.0) + pending.get(sym, 0.0)
+        targets[sym] = target
+        delta = target - current
+        # A full exit is sent whatever its size, so no dust is left behind.
+        full_exit = target == 0.0 and held is not None and pending.get(sym, 0.0) == 0.0
+        if abs(delta) < min_order and not full_exit:
+            if abs(delta) > 0.005:
+                skipped.append((sym, delta, f"under the ${min_order:,.2f} minimum order"))
+            continue
+        if delta < 0:
+            if held is None:
+                skipped.append((sym, delta, "nothing held to sell (open buy orders only)"))
+                continue
+            cid = client_order_id(plan_id, "s", sym)
+            if full_exit:
+                req = OrderRequest(symbol=sym, side="sell", client_order_id=cid, close_position=True)
+            else:
+                qty = min(math.floor(-delta / held.price * 1e9) / 1e9, held.qty)
+                req = OrderRequest(symbol=sym, side="sell", client_order_id=cid, qty=qty)
+            sells.append(PlannedOrder(req, delta, target, current))
+        else:
+            notional = math.floor(delta * 100) / 100
+            req = OrderRequest(symbol=sym, side="buy", client_order_id=client_order_id(plan_id, "b", sym),
+                               notional=notional)
+            buys.append(PlannedOrder(req, delta, target, current))
+    buys.sort(key=lambda p: (-p.delta, p.request.symbol))
+    return OrderPlan(sells=sells, buys=buys, skipped=skipped, targets=targets, min_order=min_order)
+
+
+def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float, min_order: float) -> tuple[list[PlannedOrder], list[tuple[str, float, str]]]:
+    """Scale buy notionals down (pro rata) so their sum never exceeds ``cash_available`` dollars.
+
+    Largest first; each notional rounded down to cents; buys that shrink under
+    ``min_order`` are dropped and reported.
+    """
+    total = sum(b.request.notional for b in buys)
+    scale = 1.0 if total <= cash_available else max(cash_available, 0.0) / total
+    kept, dropped = [], []
+    for b in buys:
+        notional = math.floor(b.request.notional * scale * 100) / 100
+        if notional < max(min_order, 1.0):
+            dropped.append((b.request.symbol, b.delta, f"scaled to ${notional:,.2f} by the cash available"))
+            continue
+        req = dataclasses.replace(b.request, notional=notional)
+        kept.append(dataclasses.replace(b, request=req))
+    return kept, dropped
+
+
+# --- pre-trade guards (zipline-style small validators) ---------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class KillSwitch:
+    """Refuses every submission while the kill-switch file exists."""
+
+    path: Path
+
+    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
+        if self.path.exists():
+            return [f"kill switch {self.path} is present; remove it to allow orders"]
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class SymbolPattern:
+    """Refuses a symbol that does not match the strict ticker pattern (before it reaches a URL)."""
+
+    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
+        return [f"symbol {o.request.symbol!r} is not a valid ticker" for o in orders
+                if not SYMBOL_PATTERN.match(o.request.symbol)]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxOrderNotional:
+    """Refuses any order whose dollar size exceeds ``limit``."""
+
+    limit: float
+
+    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
+        return [f"{o.request.side} {o.request.symbol} of ${abs(o.delta):,.2f} exceeds the "
+                f"${self.limit:,.2f} per-order limit (execution.max_order_notional)"
+                for o in orders if abs(o.delta) > self.limit]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxRunNotional:
+    """Refuses a run whose orders add up to more than ``limit`` dollars."""
+
+    limit: float
+
+    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
+        total = sum(abs(o.delta) for o in orders)
+        if total > self.limit:
+            return [f"the run's orders total ${total:,.2f}, over the ${self.limit:,.2f} "
+                    "limit (execution.max_run_notional)"]
+        return []
+
+
+def default_guards(cfg: ExecutionConfig, kill_switch: Path) -> list:
+    """The guards every run passes before its first order."""
+    return [KillSwitch(kill_switch), SymbolPattern(), MaxOrderNotional(cfg.max_order_notional),
+            MaxRunNotional(cfg.max_run_notional)]
