@@ -31,7 +31,7 @@ def _run(state: _State, command: str, work) -> None:
     from .runtime import setup_logging
     from .sessions import Clock
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     cfg = None
     try:
         cfg = load_config(state.config_path)

@@ -135,7 +135,7 @@ def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float, min_or
     ``min_order`` are dropped and reported.
     """
     total = sum(b.request.notional for b in buys)
-    scale = 1.0 if total <= cash_available else max(cash_available, 0.0) / total
+    scale = 1.0 if total <= cash_available else max(cash_available, 0.0) / total if total > 0 else 0.0
     kept, dropped = [], []
     for b in buys:
         notional = math.floor(b.request.notional * scale * 100) / 100

@@ -53,9 +53,15 @@ class ValidateResult:
     written: bool
 
 
-def _plan_id(target: dt.date, strategies: dict, config: dict, scan_session: dt.date) -> str:
+def _plan_id(target: dt.date, scan_session: dt.date, strategies: dict, cfg: Config) -> str:
+    """``YYYYMMDD-<8 hex>``: the target session and a digest of what the plan decides.
+
+    The same data and settings give the same id on any machine (paths are left out), so
+    a re-run finds the orders of the same plan by their client_order_id.
+    """
+    decided = cfg.model_dump(mode="json", include={"scoring", "eligibility", "buckets", "strategies"})
     digest = hashlib.sha256(
-        json.dumps([str(scan_session), strategies, config], sort_keys=True, default=str).encode()
+        json.dumps([str(scan_session), strategies, decided], sort_keys=True).encode()
     ).hexdigest()
     return f"{target:%Y%m%d}-{digest[:8]}"
 
@@ -99,7 +105,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False) -> Pr
     picks = scan[scan["pick"]]
     config = cfg.public_dict()
     plan = Plan(
-        plan_id=_plan_id(target, allocations, config, scan_session),
+        plan_id=_plan_id(target, scan_session, allocations, cfg),
         timestamp=now, preparation_time=now, as_of=now,
         scan_session=scan_session, target_session=target,
         market_open_time=sessions.session_open(target),

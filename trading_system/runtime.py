@@ -71,6 +71,8 @@ def setup_logging(cfg: Config | None, verbose: bool) -> None:
         fh.setLevel(cfg.logging.level)
         fh.setFormatter(fmt)
         root.addHandler(fh)
+    if not root.handlers and not verbose:
+        root.addHandler(logging.NullHandler())  # no log folder yet: keep tracebacks off the screen
     if verbose:
         sh = logging.StreamHandler()
         sh.setLevel(logging.DEBUG)

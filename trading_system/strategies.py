@@ -1,0 +1,126 @@
+"""The four candidate strategies and their Sharpe-weighted allocations (DESIGN §5).
+
+| strategy | holdings                                                   |
+| -------- | ---------------------------------------------------------- |
+| BUY_HOLD | the benchmarks, fixed weights (``StrategiesConfig.benchmarks``) |
+| TACTICAL | top ``top_core`` CORE picks                                |
+| SPEC     | TACTICAL + top ``top_spec`` SPEC picks                     |
+| ASYM     | SPEC + top ``top_asym`` ASYM picks                         |
+
+Weights are fractions of the account summing to 1.  Pure functions on the scan frame
+that :func:`trading_system.scoring.score_universe` returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .config import StrategiesConfig
+
+__all__ = ["STRATEGY_NAMES", "rank", "sharpe_weights", "build_strategies"]
+
+STRATEGY_NAMES = ("BUY_HOLD", "TACTICAL", "SPEC", "ASYM")
+
+_TOLERANCE = 1e-12
+
+
+def rank(scan: pd.DataFrame, bucket: str, n: int) -> list[str]:
+    """The top ``n`` picks of one bucket, best first (DESIGN §5 "Top").
+
+    Requires: ``scan`` indexed by symbol with columns ``pick`` (bool), ``bucket`` (str),
+    ``score`` (0-100) and ``sharpe``.
+    Sets: the symbols with ``pick`` True and ``bucket == bucket``, ordered by score
+    descending, ties by Sharpe descending, then by symbol ascending; at most ``n`` of them
+    (fewer when the bucket has fewer picks; ``[]`` when ``n <= 0``).
+    """
+    if n <= 0 or scan.empty:
+        return []
+    chosen = scan[scan["pick"].astype(bool) & (scan["bucket"] == bucket)]
+    if chosen.empty:
+        return []
+    symbols = np.asarray(chosen.index, dtype=object).astype(str)
+    score = chosen["score"].to_numpy(dtype=float)
+    sharpe = chosen["sharpe"].to_numpy(dtype=float)
+    # lexsort: last key is primary.  Negate for descending; a NaN sorts last either way.
+    order = np.lexsort((symbols, np.nan_to_num(-sharpe, nan=np.inf), np.nan_to_num(-score, nan=np.inf)))
+    return [str(s) for s in symbols[order][:n]]
+
+
+def sharpe_weights(sharpes: pd.Series, cap: float) -> pd.Series:
+    """Allocation proportional to max(sharpe, 0), each weight capped (DESIGN §5).
+
+    Requires: ``sharpes`` indexed by symbol (annualised Sharpe ratios; NaN counts as 0),
+    ``cap`` a fraction in (0, 1].
+    Sets: a float Series with the same index and order, named ``weight``, summing to 1:
+
+    - w_i = max(sharpe_i, 0) / sum(max(sharpe, 0));
+    - every weight above ``cap`` is set to ``cap`` and the excess is spread over the names
+      still under the cap pro rata to their weights; repeated until none exceeds it (the
+      result is the water-filling solution: capped names at ``cap``, the others in
+      proportion to their Sharpe).  When the names under the cap all have weight 0 (their
+      Sharpe is <= 0) the excess is spread equally over them, so the weights still sum to
+      1 without breaking the cap;
+    - all Sharpes <= 0 (or NaN): equal weights 1/n;
+    - ``n * cap < 1``: the cap cannot hold (n weights of at most ``cap`` cannot sum to 1),
+      so the weights are equal, 1/n each, the allocation nearest to honouring it;
+    - no names: an empty Series.
+    """
+    index = sharpes.index
+    n = len(sharpes)
+    if n == 0:
+        return pd.Series([], index=index, dtype=float, name="weight")
+    raw = np.maximum(np.nan_to_num(sharpes.to_numpy(dtype=float), nan=0.0), 0.0)
+    equal = np.full(n, 1.0 / n)
+    if raw.sum() <= 0.0 or n * cap < 1.0 - _TOLERANCE:
+        return pd.Series(equal, index=index, name="weight")
+    weights = raw / raw.sum()
+    capped = np.zeros(n, dtype=bool)
+    while True:
+        over = (weights > cap + _TOLERANCE) & ~capped
+        if not over.any():
+            break
+        capped |= over
+        free = ~capped
+        remaining = 1.0 - cap * capped.sum()
+        free_raw = raw[free].sum()
+        weights = np.where(capped, cap, 0.0)
+        if not free.any():                          # n * cap == 1: every name sits at the cap
+            break
+        if free_raw > 0.0:
+            weights[free] = remaining * raw[free] / free_raw
+        else:
+            weights[free] = remaining / free.sum()
+    weights = weights / weights.sum()               # float dust only
+    return pd.Series(weights, index=index, name="weight")
+
+
+def build_strategies(scan: pd.DataFrame, cfg: StrategiesConfig) -> dict[str, dict[str, float]]:
+    """The four strategies of DESIGN §5: ``{name: {symbol: weight}}`` for every STRATEGY_NAMES.
+
+    Requires: ``scan`` as :func:`trading_system.scoring.score_universe` returns it
+    (indexed by symbol; ``pick``, ``bucket``, ``score``, ``sharpe``).
+    Sets:
+
+    - BUY_HOLD = ``cfg.benchmarks`` (fixed weights, in config order);
+    - TACTICAL = the top ``cfg.top_core`` CORE picks; SPEC = those + the top
+      ``cfg.top_spec`` SPEC picks; ASYM = those + the top ``cfg.top_asym`` ASYM picks
+      (so TACTICAL ⊂ SPEC ⊂ ASYM, each a prefix of the next);
+    - the benchmark symbols are never picks of TACTICAL / SPEC / ASYM;
+    - weights by :func:`sharpe_weights` with ``cfg.weight_cap``; each dict's insertion
+      order is the rank order (CORE names first, then SPEC, then ASYM); weights sum to 1;
+    - a strategy with no names (no picks in its buckets) is ``{}``: it has nothing to
+      hold, and validation treats it as no contestant.
+    """
+    candidates = scan.drop(index=[s for s in cfg.benchmarks if s in scan.index])
+    core = rank(candidates, "CORE", cfg.top_core)
+    spec = rank(candidates, "SPEC", cfg.top_spec)
+    asym = rank(candidates, "ASYM", cfg.top_asym)
+    out: dict[str, dict[str, float]] = {"BUY_HOLD": {s: float(w) for s, w in cfg.benchmarks.items()}}
+    for name, names in (("TACTICAL", core), ("SPEC", core + spec), ("ASYM", core + spec + asym)):
+        if not names:
+            out[name] = {}
+            continue
+        weights = sharpe_weights(candidates.loc[names, "sharpe"], cfg.weight_cap)
+        out[name] = {s: float(w) for s, w in zip(names, weights.to_numpy())}
+    return out
