@@ -18,7 +18,9 @@ import pandas as pd
 from . import sessions
 from .config import Config
 from .errors import DataError, NothingToDo, PlanError, RunTimeError
+from .broker.base import Broker
 from .execution import ExecutionReport, Journal, rebalance
+from .marketdata.base import MarketData
 from .orders import default_guards
 from .plan import (Plan, ScanSummary, Strategy, TickerMetrics, ValidatedStrategy, ValidationResults,
                    load_plan, plan_lock, save_plan, write_json_atomic)
@@ -72,10 +74,12 @@ def _metrics(row) -> TickerMetrics:
                          gradual_loss=row.gradual_loss, trend=row.trend, dollar_volume=row.dollar_volume)
 
 
-def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False) -> PrepareResult:
+def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
+                source: MarketData | None = None) -> PrepareResult:
     """Scan, score, bucket and build the four strategies for the next session.
 
-    Requires: bars of the last closed session in the data source.
+    Requires: bars of the last closed session in the data source (``source``, default the
+    configured one; a caller such as a backtest may pass its own, already loaded).
     Sets: ``data/scan_results.json`` and ``pending_trades.json`` (not in a dry run); an
     older plan that was never executed is archived as expired first.
 
@@ -86,7 +90,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False) -> Pr
     now = clock.now()
     scan_session = sessions.last_closed_session(now)
     target = sessions.next_session(scan_session)
-    source = make_source(cfg)
+    source = source or make_source(cfg)
     source.ensure_session(scan_session)
     universe = load_universe(cfg)
     bars = source.bars(end=scan_session, start=scan_session - dt.timedelta(days=HISTORY_DAYS), symbols=universe)
@@ -161,7 +165,8 @@ def morning_plan(cfg: Config, clock: sessions.Clock) -> tuple[Plan, dt.date]:
     return plan, today
 
 
-def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False) -> ValidateResult:
+def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
+                 source: MarketData | None = None) -> ValidateResult:
     """Re-score the picks with pre-market prices, apply the retention gate, select a strategy.
 
     Requires: a pending plan for today's session.
@@ -171,7 +176,7 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False) -> V
     with plan_lock(plan_path):
         plan, today = morning_plan(cfg, clock)
         now = clock.now()
-        source = make_source(cfg)
+        source = source or make_source(cfg)
         contest = {n: s for n, s in plan.strategies.items() if n != "BUY_HOLD"}
         symbols = sorted({sym for s in contest.values() for sym in s.allocations})
         quotes = source.premarket_prices(symbols, today)
@@ -236,7 +241,7 @@ def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce
 
 
 def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live: bool = False,
-                announce=lambda msg: None) -> ExecuteResult:
+                announce=lambda msg: None, broker: Broker | None = None) -> ExecuteResult:
     """Rebalance the account to the selected strategy in two phases, then archive and consume the plan.
 
     Requires: a validated plan for today's session.
@@ -256,7 +261,7 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
         waited = wait_for_open(cfg, clock, today, announce)
         strategy = vr.selected_strategy
         weights = vr.validated_strategies[strategy].validated_allocations
-        broker = make_broker(cfg, today, dry_run=dry_run, live=live)
+        broker = broker or make_broker(cfg, today, dry_run=dry_run, live=live)
         journal = Journal(None if dry_run else cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl")
         guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
         _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run)
