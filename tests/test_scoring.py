@@ -352,6 +352,20 @@ def test_median_dollar_volume_under_the_floor(raw_bars):
     assert nxt["eligible"]
 
 
+def test_the_first_failing_rule_is_the_reason(raw_bars):
+    # Bars up to one session, scored for the next one: two rules fail; the reason is the first,
+    # in the order history, price, liquidity, session.
+    short = raw_bars[(raw_bars["symbol"] == "VTRS") & (raw_bars["date"] <= dt.date(2021, 2, 10))]
+    v = score_universe(short, dt.date(2021, 2, 11), SCORING, ELIGIBILITY, BUCKETS).loc["VTRS"]
+    assert v["reason"] == "fewer than 61 bars"
+    cheap = raw_bars[(raw_bars["symbol"] == "MRO") & (raw_bars["date"] <= dt.date(2020, 10, 30))]
+    v = score_universe(cheap, dt.date(2020, 11, 2), SCORING, ELIGIBILITY, BUCKETS).loc["MRO"]
+    assert v["reason"] == "close under $5.00"
+    thin = raw_bars[(raw_bars["symbol"] == "NWS") & (raw_bars["date"] <= dt.date(2020, 11, 11))]
+    v = score_universe(thin, dt.date(2020, 11, 12), SCORING, ELIGIBILITY, BUCKETS).loc["NWS"]
+    assert v["reason"] == "median dollar volume under $5,000,000"
+
+
 def test_buckets_by_volatility(raw_bars):
     scan = _scan_of(raw_bars, ["WMT", "AMD", "FCX"], SESSION)   # no split in these windows
     assert scan["eligible"].all()
