@@ -68,6 +68,7 @@ def _run(state: _State, command: str, work) -> None:
               help="Replay at this instant: 2021-04-19T20:00, '2021-04-19 20:00' or a date; naive = New York "
                    "time. Also PREP_AS_OF.")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the log to stderr.")
+@click.version_option(package_name="prep", prog_name="prep")
 @click.pass_context
 def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> None:
     """Pre-market preparation: scan at 20:00 ET, validate and rebalance at 09:00 ET."""

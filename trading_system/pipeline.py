@@ -44,6 +44,7 @@ class PrepareResult:
     scan: pd.DataFrame
     universe_size: int
     written: bool
+    plan_path: str
     expired_archive: str | None = None
 
 
@@ -53,6 +54,7 @@ class ValidateResult:
 
     plan: Plan
     written: bool
+    plan_path: str
 
 
 def _plan_id(target: dt.date, scan_session: dt.date, strategies: dict, cfg: Config) -> str:
@@ -122,10 +124,11 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         strategies=strategies,
         config=config,
     )
-    result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False)
+    plan_path = cfg.path(cfg.paths.plan)
+    result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False,
+                           plan_path=str(plan_path))
     if dry_run:
         return result
-    plan_path = cfg.path(cfg.paths.plan)
     with plan_lock(plan_path):
         old = load_plan(plan_path)
         if old is not None and old.target_session < target:
@@ -201,7 +204,7 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
             validated_strategies=validated, checks=checks, dry_run=dry_run)})
         if not dry_run:
             save_plan(plan_path, plan)
-    return ValidateResult(plan=plan, written=not dry_run)
+    return ValidateResult(plan=plan, written=not dry_run, plan_path=str(plan_path))
 
 
 @dataclasses.dataclass

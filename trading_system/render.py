@@ -29,7 +29,7 @@ def prepare(console: Console, r: PrepareResult) -> None:
     console.print(table)
     if r.expired_archive:
         console.print(f"the previous plan was never executed: archived as expired to {r.expired_archive}")
-    console.print(f"plan {p.plan_id} written to pending_trades.json" if r.written
+    console.print(f"plan {p.plan_id} written to {r.plan_path}" if r.written
                   else "[yellow]dry run:[/] nothing written")
 
 
@@ -55,7 +55,7 @@ def validate(console: Console, r: ValidateResult) -> None:
                       f"{', '.join(v.rejected_tickers) or 'none'}{tag}")
     console.print(f"selected [bold]{vr.selected_strategy}[/]: {vr.selection_reason}")
     console.print(f"weights: {_weights_line(vr.validated_strategies[vr.selected_strategy].validated_allocations)}")
-    console.print("validation written to pending_trades.json" if r.written else "[yellow]dry run:[/] nothing written")
+    console.print(f"validation written to {r.plan_path}" if r.written else "[yellow]dry run:[/] nothing written")
 
 
 def execute(console: Console, r: ExecuteResult) -> None:
