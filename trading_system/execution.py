@@ -230,7 +230,8 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     px = {**{s: p.price for s, p in positions.items()}, **(prices or {})}
     fractionable = getattr(broker, "fractionable", None)
-    frac = fractionable([p.request.symbol for p in [*oplan.sells, *oplan.buys]]) if fractionable else {}
+    sized = [p.request.symbol for p in [*oplan.sells, *oplan.buys] if not p.request.close_position]
+    frac = fractionable(sized) if fractionable and sized else {}
     sells, dropped_sells = whole_shares(oplan.sells, frac, px)
     records = _send(broker, journal, sells, "sell", known, since, guards)
     records += [r for r in _earlier(known, journal, records) if r.side == "sell"]

@@ -117,7 +117,8 @@ class AlpacaBroker:
 
     Reads are retried ``read_attempts`` times (exponential back-off from ``retry_wait`` s);
     ``submit_order`` sends exactly one request and raises ``OrderRejected`` (nothing placed)
-    or ``OrderUncertain`` (maybe placed: look it up).  Every request times out after
+    or ``OrderUncertain`` (maybe placed: look it up); the execution loop sends an order at
+    most ``submit_attempts`` times, each after a lookup found nothing.  Every request times out after
     ``timeout`` seconds (connect: ``connect_timeout``).
     """
 
@@ -125,10 +126,11 @@ class AlpacaBroker:
 
     def __init__(self, api_key: str, secret_key: str, paper: bool = True, url_override: str | None = None,
                  timeout: float = 10.0, connect_timeout: float = 5.0, read_attempts: int = 4,
-                 retry_wait: float = 0.5):
+                 retry_wait: float = 0.5, submit_attempts: int = 3):
         from alpaca.trading.client import TradingClient
 
         self.paper = paper
+        self.submit_attempts, self.retry_wait = submit_attempts, retry_wait  # read by execution's send-once loop
         self.client = TradingClient(api_key=api_key, secret_key=secret_key, paper=paper, url_override=url_override)
         self.client._retry = 0  # alpaca-py's own retry resends POSTs on 504 (API-NOTES B4): off
         session = self.client._session
@@ -284,4 +286,4 @@ def make_alpaca_broker(cfg, live: bool, environ) -> AlpacaBroker:
     a = cfg.broker.alpaca
     return AlpacaBroker(**credentials_from_env(live, environ), timeout=a.timeout_seconds,
                         connect_timeout=a.connect_timeout_seconds, read_attempts=a.read_attempts,
-                        retry_wait=a.retry_wait_seconds)
+                        retry_wait=a.retry_wait_seconds, submit_attempts=a.submit_attempts)
