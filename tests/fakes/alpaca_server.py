@@ -48,6 +48,13 @@ def _dec(x: float) -> str:
     return format(Decimal(str(round(x, 9))).normalize(), "f")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client killed mid-request (crash tests) is expected, not a server error
+
+
 @dataclasses.dataclass
 class Fault:
     route: str
@@ -89,7 +96,7 @@ class FakeAlpaca:
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "FakeAlpaca":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
