@@ -10,7 +10,6 @@ Two ways to die, both abrupt (no cleanup code runs):
 """
 
 import concurrent.futures
-import json
 import os
 import signal
 import threading

@@ -57,13 +57,15 @@ def test_sells_fill_before_any_buy_and_buys_fit_the_cash(validated_plan, tmp_pat
         assert report.account_before.equity == pytest.approx(100_000, abs=0.01)
 
 
-def test_a_partly_filled_sell_is_canceled_and_recorded(validated_plan, tmp_path):
+@pytest.mark.parametrize("fraction", [0.5, 0.0])
+def test_a_partly_filled_sell_is_canceled_and_recorded(validated_plan, tmp_path, fraction):
     with make_fake(validated_plan) as fake:
-        fake.fill_fraction["NUE"] = 0.5
+        fake.fill_fraction["NUE"] = fraction   # half filled, or not at all
         report, journal = run(fake, validated_plan, tmp_path, cfg=CFG.model_copy(update={"sell_fill_timeout_seconds": 0.5}))
         nue = next(o for o in report.orders if o.symbol == "NUE")
         assert nue.canceled and nue.status == "canceled" and nue.error_kind == "unfilled"
-        assert nue.filled_qty == pytest.approx(round(nue.qty * 0.5, 9))
+        assert nue.filled_qty == pytest.approx(round(nue.qty * fraction, 9))
+        assert fake.orders[1]["status"] == "canceled" and float(fake.orders[1]["filled_qty"]) == nue.filled_qty
         assert ("canceled", "NUE") in events(journal)
         assert not report.reached_targets and "NUE" in dict(report.residual)
         # Phase 2 was sized from the cash really freed: the buys still fit.
