@@ -111,7 +111,7 @@ def execute(state: _State, dry_run: bool, live: bool) -> None:
         result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
         render.execute(state.console, result)
         if not result.report.reached_targets:
-            raise RunTimeError("some orders were not filled; the account did not reach its targets (see above).")
+            raise RunTimeError(f"the account did not reach its targets ({result.report.summary()}); see the orders above.")
 
     _run(state, "execute", work)
 

@@ -155,11 +155,23 @@ class SimulatedBrokerConfig(_Strict):
     account_file: str = "data/sim_account.json"
 
 
+class AlpacaBrokerConfig(_Strict):
+    """alpaca-py settings. Keys and paper/live come from the environment (ALPACA_API_KEY,
+    ALPACA_SECRET_KEY, ALPACA_PAPER, ALPACA_BASE_URL), never from this file."""
+
+    timeout_seconds: float = Field(10.0, gt=0)       # HTTP read timeout of every request
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    read_attempts: int = Field(4, ge=1)              # reads (GET) are retried on 429/5xx/network errors
+    submit_attempts: int = Field(3, ge=1)            # a submission is resent only after a lookup found nothing
+    retry_wait_seconds: float = Field(0.5, ge=0)     # first back-off; doubles, capped at 8 s
+
+
 class BrokerConfig(_Strict):
     """Which broker executes: ``simulated`` (offline default) or ``alpaca``."""
 
     kind: Literal["simulated", "alpaca"] = "simulated"
     simulated: SimulatedBrokerConfig = SimulatedBrokerConfig()
+    alpaca: AlpacaBrokerConfig = AlpacaBrokerConfig()
 
 
 class PolygonConfig(_Strict):

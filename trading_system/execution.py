@@ -1,64 +1,41 @@
 """The two-phase rebalance (DESIGN §7): sells, wait for fills, then buys from the cash there.
 
 Every order has a deterministic client_order_id and is written to an append-only
-journal before it is sent; an order the journal or the broker already knows is never
-sent again.  Submissions are never retried blindly: after an error the order is looked
-up by its client id.
+journal (``journal.py``) before it is sent; on start every order the journal knows is
+looked up, and an order the broker already has is never sent again.  Submissions are
+never retried blindly: after an uncertain error the order is looked up by its client id.
+
+Phase 1 sends every sell and polls them with ONE list request per ``poll_interval``
+until all are filled or ``sell_fill_timeout`` passes, then cancels what is left (partial
+fills recorded).  Phase 2 re-reads the account and sends the buys, largest first, scaled
+so their sum never exceeds the cash there (``cash_available`` less the cash buffer);
+assets that are not fractionable get whole shares.  The run reached its targets when a
+fresh order plan against the final account has nothing left to send.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import os
 import time
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
-from .broker.base import Account, Broker, Order, OrderRequest
+from .broker.base import Account, Broker, Order
 from .config import ExecutionConfig
-from .errors import BrokerError, PrepError
-from .orders import OrderPlan, PlannedOrder, fit_buys_to_cash, plan_orders
-
-
-class Journal:
-    """Append-only JSON-lines log of order intents and answers (``data/orders/<plan_id>.jsonl``).
-
-    Each line is flushed and fsynced before the order it announces is sent.
-    ``path=None`` keeps the journal in memory (dry runs write nothing).
-    """
-
-    def __init__(self, path: Path | None):
-        self.path = Path(path) if path else None
-        self.entries: list[dict] = []
-        if self.path and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    try:
-                        self.entries.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        break  # a torn last line from a crash: everything before it stands
-
-    def append(self, event: str, **fields) -> None:
-        entry = {"ts": dt.datetime.now(dt.timezone.utc).isoformat(), "event": event, **fields}
-        self.entries.append(entry)
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(entry, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def intended(self, client_order_id: str) -> bool:
-        """Whether an intent for this client id was ever written (sent, or maybe sent)."""
-        return any(e["event"] == "intent" and e.get("client_order_id") == client_order_id for e in self.entries)
+from .errors import BrokerError
+from .journal import Journal, recover, submit_once  # noqa: F401  (Journal is part of this module's API)
+from .orders import KillSwitch, OrderPlan, PlannedOrder, fit_buys_to_cash, plan_orders, whole_shares
 
 
 @dataclasses.dataclass
 class OrderRecord:
-    """What happened to one planned order, for the archive and the summary."""
+    """What happened to one order, for the archive and the summary.
+
+    ``client_order_id`` is ours (the journal's key); a ``close_position`` order carries the
+    broker's own client id, kept in ``broker_client_order_id``.  Quantities in shares,
+    money in dollars; ``error_kind`` is e.g. ``buying_power``, ``wash_trade``,
+    ``not_fractionable``, ``duplicate``, ``rejected``, ``kill_switch``.
+    """
 
     phase: str
     symbol: str
@@ -69,132 +46,213 @@ class OrderRecord:
     close_position: bool
     status: str
     broker_order_id: str | None = None
+    broker_client_order_id: str | None = None
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
     canceled: bool = False
+    error_kind: str | None = None
     error: str | None = None
+    earlier_run: bool = False
+
+    @classmethod
+    def planned(cls, phase: str, req) -> "OrderRecord":
+        return cls(phase=phase, symbol=req.symbol, side=req.side, client_order_id=req.client_order_id,
+                   qty=req.qty, notional=req.notional, close_position=req.close_position, status="planned")
 
     def update(self, order: Order) -> None:
         self.status, self.broker_order_id = order.status, order.id
+        self.broker_client_order_id = order.client_order_id
         self.filled_qty, self.filled_avg_price = order.filled_qty, order.filled_avg_price
-        if order.reject_reason and not self.error:
-            self.error = order.reject_reason
+        if order.status == "rejected" and not self.error:
+            self.error_kind, self.error = "rejected", order.reject_reason or "rejected by the broker"
+
+    @property
+    def open(self) -> bool:
+        return self.broker_order_id is not None and self.status not in TERMINAL
+
+
+TERMINAL = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "done_for_day", "dry_run"})
 
 
 @dataclasses.dataclass
 class ExecutionReport:
-    """The outcome of a rebalance: orders, drops, accounts before and after (dollars)."""
+    """The outcome of a rebalance: orders, drops, accounts before and after (dollars).
+
+    ``residual`` lists (symbol, dollar delta) a fresh plan against the final account would
+    still send: empty when the account reached its targets.
+    """
 
     orders: list[OrderRecord]
     skipped: list[tuple[str, float, str]]
     account_before: Account
     account_after: Account | None
     dry_run: bool
+    residual: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    broker: str = ""
 
     @property
     def reached_targets(self) -> bool:
-        """True when every order sent filled (or, in a dry run, would have been sent)."""
-        return all(o.status in ("filled", "dry_run") and not o.error for o in self.orders)
+        """True when nothing is left to send and no order is still open (a dry run: nothing failed)."""
+        if self.dry_run:
+            return all(o.status == "dry_run" and not o.error for o in self.orders)
+        return not self.residual and not any(o.open for o in self.orders) and not any(
+            o.error_kind and o.status != "filled" for o in self.orders if not o.earlier_run)
+
+    def errors(self) -> dict[str, list[str]]:
+        """Failed or unfilled orders by kind: {"buying_power": ["MSFT"], "unfilled": [...]}."""
+        out: dict[str, list[str]] = {}
+        for o in self.orders:
+            kind = o.error_kind or ("unfilled" if o.status not in ("filled", "dry_run") else None)
+            if kind:
+                out.setdefault(kind, []).append(o.symbol)
+        return out
+
+    def summary(self) -> str:
+        """One sentence: why the account did not reach its targets."""
+        parts = [f"{kind.replace('_', ' ')}: {', '.join(syms)}" for kind, syms in self.errors().items()]
+        if self.residual:
+            parts.append("still off target: " + ", ".join(f"{s} ${d:+,.2f}" for s, d in self.residual))
+        return "; ".join(parts) or "no order failed"
 
     def to_dict(self) -> dict:
         return {
             "dry_run": self.dry_run,
+            "broker": self.broker,
             "reached_targets": self.reached_targets,
             "account_before": dataclasses.asdict(self.account_before),
             "account_after": dataclasses.asdict(self.account_after) if self.account_after else None,
             "orders": [dataclasses.asdict(o) for o in self.orders],
             "skipped": [{"symbol": s, "delta": round(d, 2), "reason": r} for s, d, r in self.skipped],
+            "residual": [{"symbol": s, "delta": round(d, 2)} for s, d in self.residual],
         }
 
 
-def submit_once(broker: Broker, journal: Journal, planned: PlannedOrder, phase: str) -> OrderRecord:
-    """Send one order unless it was sent before; never twice.
-
-    If the journal holds an intent for its client id, the broker is asked for that order
-    first and it is sent only when the broker has never seen it.  An error while sending
-    is answered by a lookup, never by a blind resend.
-    """
-    req: OrderRequest = planned.request
-    rec = OrderRecord(phase=phase, symbol=req.symbol, side=req.side, client_order_id=req.client_order_id,
-                      qty=req.qty, notional=req.notional, close_position=req.close_position, status="planned")
-    if journal.intended(req.client_order_id):
-        existing = broker.get_order_by_client_id(req.client_order_id)
-        if existing is not None:
-            rec.update(existing)
-            journal.append("found", client_order_id=req.client_order_id, status=existing.status)
-            return rec
-    journal.append("intent", client_order_id=req.client_order_id, symbol=req.symbol, side=req.side,
-                   qty=req.qty, notional=req.notional, close_position=req.close_position)
-    try:
-        order = broker.submit_order(req)
-    except PrepError as exc:
-        found = broker.get_order_by_client_id(req.client_order_id)
-        if found is not None:
-            rec.update(found)
-            journal.append("found", client_order_id=req.client_order_id, status=found.status)
-            return rec
-        rec.status, rec.error = "error", str(exc)
-        journal.append("error", client_order_id=req.client_order_id, error=str(exc))
-        return rec
-    rec.update(order)
-    journal.append("answer", client_order_id=req.client_order_id, broker_order_id=order.id, status=order.status)
-    return rec
-
-
-def wait_for_fills(broker: Broker, records: Sequence[OrderRecord], timeout: float, poll: float,
-                   sleep: Callable[[float], None] = time.sleep) -> None:
-    """Poll the orders (one list request a round) until all are terminal or ``timeout`` seconds pass;
-    then cancel what is left open and record it.  A deadline, never a fixed sleep."""
-    live = [r for r in records if r.broker_order_id and r.status not in ("filled", "dry_run", "error")]
-    deadline = time.monotonic() + timeout
-    while live:
-        by_cid = {o.client_order_id: o for o in broker.get_orders([r.client_order_id for r in live])}
-        for r in live:
-            if r.client_order_id in by_cid:
-                r.update(by_cid[r.client_order_id])
-        live = [r for r in live if r.client_order_id in by_cid and not by_cid[r.client_order_id].terminal]
-        if not live or time.monotonic() >= deadline:
-            break
-        sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
-    for r in live:
-        broker.cancel_order(r.broker_order_id)
-        r.canceled = True
-        r.error = r.error or f"not filled within {timeout:g} s; canceled with {r.filled_qty:g} shares filled"
-
-
-def refresh(broker: Broker, records: Sequence[OrderRecord]) -> None:
-    """Update the records' status and fills with one list request."""
+def poll(broker: Broker, records: Sequence[OrderRecord], since: dt.datetime | None) -> None:
+    """Update the records' status and fills with ONE list request (matched by broker order id)."""
     sent = [r for r in records if r.broker_order_id and r.status != "dry_run"]
     if sent:
-        by_cid = {o.client_order_id: o for o in broker.get_orders([r.client_order_id for r in sent])}
+        by_id = {o.id: o for o in broker.list_orders(sorted({r.symbol for r in sent}), after=since)}
         for r in sent:
-            if r.client_order_id in by_cid:
-                r.update(by_cid[r.client_order_id])
+            if r.broker_order_id in by_id:
+                r.update(by_id[r.broker_order_id])
+
+
+refresh = poll  # the name the nightly-cycle code used
+
+
+def wait_for_fills(broker: Broker, records: Sequence[OrderRecord], timeout: float, interval: float,
+                   since: dt.datetime | None = None, cancel: bool = True, journal: Journal | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> None:
+    """Poll (one list request per ``interval`` s) until every record is terminal or ``timeout`` s pass.
+
+    With ``cancel``, what is still open then is canceled, polled once more and recorded
+    (status, the fills it got, ``canceled``).  A deadline, never a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        poll(broker, records, since)
+        live = [r for r in records if r.open]
+        if not live or time.monotonic() >= deadline:
+            break
+        sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+    if not cancel or not live:
+        return
+    for r in live:
+        broker.cancel_order(r.broker_order_id)
+    poll(broker, live, since)  # a cancel races with fills: record what really filled
+    for r in live:
+        r.canceled = r.status != "filled"
+        if r.canceled:
+            r.error_kind = "unfilled"
+            r.error = f"not filled within {timeout:g} s; canceled with {r.filled_qty:g} shares filled"
+        if journal is not None:
+            journal.append("canceled", client_order_id=r.client_order_id, broker_order_id=r.broker_order_id,
+                           status=r.status, filled_qty=r.filled_qty)
+
+
+def _send(broker, journal, planned: Sequence[PlannedOrder], phase: str, known, since, guards) -> list[OrderRecord]:
+    kill = [g for g in guards if isinstance(g, KillSwitch)]
+    attempts, wait = getattr(broker, "submit_attempts", 3), getattr(broker, "retry_wait", 0.5)
+    out = []
+    for p in planned:
+        rec = OrderRecord.planned(phase, p.request)
+        order, kind, error = submit_once(
+            broker, journal, p.request, known, since, attempts, wait,
+            blocked=lambda: next((m for g in kill for m in g.check([p])), None))
+        if order is not None:
+            rec.update(order)
+            rec.earlier_run = known.get(p.request.client_order_id) is not None
+        else:
+            rec.status, rec.error_kind, rec.error = "error", kind, error
+        out.append(rec)
+    return out
+
+
+def _earlier(known: Mapping[str, Order | None], journal: Journal, records: Sequence[OrderRecord]) -> list[OrderRecord]:
+    """Records of orders an earlier run sent that this run's plan does not name again."""
+    mine = {r.client_order_id for r in records}
+    intents = journal.intents()
+    out = []
+    for cid, order in known.items():
+        if order is None or cid in mine:
+            continue
+        i = intents[cid]
+        side = i.get("side") or order.side
+        rec = OrderRecord(phase=side, symbol=i.get("symbol") or order.symbol, side=side,
+                          client_order_id=cid, qty=i.get("qty"), notional=i.get("notional"),
+                          close_position=bool(i.get("close_position")), status="planned", earlier_run=True)
+        rec.update(order)
+        out.append(rec)
+    return out
 
 
 def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, plan_id: str,
-              journal: Journal, guards: Sequence, dry_run: bool) -> tuple[OrderPlan, ExecutionReport]:
-    """Rebalance the account to ``weights`` in two phases.
+              journal: Journal, guards: Sequence, dry_run: bool, prices: Mapping[str, float] | None = None,
+              since: dt.datetime | None = None) -> tuple[OrderPlan, ExecutionReport]:
+    """Rebalance the account to ``weights`` (fractions) in two phases; see the module docstring.
+
+    ``prices`` (dollars, e.g. the morning's validated prices) size whole-share buys of
+    assets that are not fractionable; ``since`` (tz-aware) bounds order lookups to the session.
 
     Raises:
-        BrokerError: the account is blocked, or a guard refused the run (nothing was sent).
+        BrokerError: the account is blocked, a guard refused the run (nothing was sent), or
+            the broker could not be asked whether an order landed (the journal keeps the state).
     """
     before = broker.get_account()
     if before.trading_blocked or before.account_blocked:
         raise BrokerError("the broker account is blocked from trading; nothing was sent. Check the account with the broker.")
-    oplan = plan_orders(weights, before, broker.get_positions(), broker.get_open_orders(), cfg, plan_id)
+    known = recover(broker, journal, since)
+    positions = broker.get_positions()
+    oplan = plan_orders(weights, before, positions, broker.get_open_orders(), cfg, plan_id)
     problems = [p for g in guards for p in g.check([*oplan.sells, *oplan.buys])]
     if problems:
         raise BrokerError(f"pre-trade check refused the run, nothing was sent: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    records = [submit_once(broker, journal, s, "sell") for s in oplan.sells]
-    wait_for_fills(broker, records, cfg.sell_fill_timeout_seconds, cfg.poll_interval_seconds)
+    px = {**{s: p.price for s, p in positions.items()}, **(prices or {})}
+    fractionable = getattr(broker, "fractionable", None)
+    sized = [p.request.symbol for p in [*oplan.sells, *oplan.buys] if not p.request.close_position]
+    frac = fractionable(sized) if fractionable and sized else {}
+    sells, dropped_sells = whole_shares(oplan.sells, frac, px)
+    records = _send(broker, journal, sells, "sell", known, since, guards)
+    records += [r for r in _earlier(known, journal, records) if r.side == "sell"]
+    wait_for_fills(broker, records, cfg.sell_fill_timeout_seconds, cfg.poll_interval_seconds, since,
+                   cancel=True, journal=journal)
     after_sells = broker.get_account()
     available = after_sells.cash_available - cfg.cash_buffer * after_sells.equity
     buys, dropped = fit_buys_to_cash(oplan.buys, available, oplan.min_order)
-    buy_records = [submit_once(broker, journal, b, "buy") for b in buys]
-    refresh(broker, buy_records)  # buys are DAY orders: left to work, never canceled here
+    buys, dropped_buys = whole_shares(buys, frac, px)
+    buy_records = _send(broker, journal, buys, "buy", known, since, guards)
+    buy_records += [r for r in _earlier(known, journal, [*records, *buy_records]) if r.side == "buy"]
+    # Buys are DAY market orders: waited for, never canceled here.
+    wait_for_fills(broker, buy_records, cfg.sell_fill_timeout_seconds, cfg.poll_interval_seconds, since, cancel=False)
     records += buy_records
     after = broker.get_account()
-    return oplan, ExecutionReport(orders=records, skipped=oplan.skipped + dropped, account_before=before,
-                                  account_after=after, dry_run=dry_run)
+    residual = []
+    if not dry_run:
+        final = plan_orders(weights, after, broker.get_positions(), broker.get_open_orders(), cfg, plan_id)
+        residual = [(p.request.symbol, round(p.delta, 2)) for p in [*final.sells, *final.buys]]
+    journal.append("done", orders=len(records), residual=len(residual))
+    report = ExecutionReport(orders=records, skipped=oplan.skipped + dropped_sells + dropped + dropped_buys,
+                             account_before=before, account_after=after, dry_run=dry_run, residual=residual,
+                             broker=broker.name)
+    return oplan, report

@@ -147,6 +147,36 @@ def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float, min_or
     return kept, dropped
 
 
+def whole_shares(orders: Sequence[PlannedOrder], fractionable: Mapping[str, bool],
+                 prices: Mapping[str, float]) -> tuple[list[PlannedOrder], list[tuple[str, float, str]]]:
+    """Give assets that are not fractionable whole shares (Alpaca refuses fractions of them).
+
+    ``fractionable``: symbol -> flag from the broker's assets (missing = fractionable);
+    ``prices``: dollars per share, to turn a buy notional into ``floor(notional / price)``
+    shares.  Trims are rounded down to whole shares; full exits (close_position) are kept.
+    Orders that round to zero shares, or buys with no price, are dropped and reported.
+    """
+    kept, dropped = [], []
+    for o in orders:
+        req = o.request
+        if fractionable.get(req.symbol, True) or req.close_position:
+            kept.append(o)
+            continue
+        if req.side == "sell":
+            qty = math.floor(req.qty + 1e-9)
+        else:
+            px = prices.get(req.symbol)
+            if not px or px <= 0:
+                dropped.append((req.symbol, o.delta, "not fractionable and no price to size whole shares"))
+                continue
+            qty = math.floor(req.notional / px + 1e-9)
+        if qty < 1:
+            dropped.append((req.symbol, o.delta, "not fractionable: under one whole share"))
+            continue
+        kept.append(dataclasses.replace(o, request=dataclasses.replace(req, qty=float(qty), notional=None)))
+    return kept, dropped
+
+
 # --- pre-trade guards (zipline-style small validators) ---------------------------------------
 
 

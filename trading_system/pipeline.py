@@ -15,7 +15,7 @@ import logging
 
 import pandas as pd
 
-from . import sessions
+from . import market_clock, sessions
 from .config import Config
 from .errors import DataError, NothingToDo, PlanError, RunTimeError
 from .broker.base import Broker
@@ -219,16 +219,18 @@ class ExecuteResult:
     waited_until: dt.datetime | None
 
 
-def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce=lambda msg: None) -> dt.datetime | None:
+def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce=lambda msg: None,
+                  hours: tuple[dt.datetime, dt.datetime] | None = None) -> dt.datetime | None:
     """Wait for the open when it is at most ``execution.max_wait_for_open_minutes`` away.
 
+    ``hours`` (open, close) come from the broker's calendar when it has one, else XNYS.
     Returns the instant waited until, or None when the market is already open.
 
     Raises:
         RunTimeError: the open is further away than that, or the session has closed.
     """
     now = clock.now()
-    opens, closes = sessions.session_open(session), sessions.session_close(session)
+    opens, closes = hours or (sessions.session_open(session), sessions.session_close(session))
     if now >= closes:
         raise RunTimeError(f"session {session} closed at {closes:%H:%M} ET; nothing was sent and the plan is kept.")
     if now >= opens:
@@ -257,17 +259,29 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
     """
     plan_path = cfg.path(cfg.paths.plan)
     with plan_lock(plan_path):
+        if broker is None and cfg.broker.kind == "alpaca":
+            broker = make_broker(cfg, None, dry_run=dry_run, live=live)
+        if market_clock.has_clock(broker):  # a real account: its clock and calendar, no --as-of
+            clock = market_clock.broker_clock(clock, broker)
         plan, today = morning_plan(cfg, clock)
         vr = plan.validation_results
         if vr is None:
             raise PlanError(f"{plan_path} has not been validated yet; run 'prep validate' first.")
-        waited = wait_for_open(cfg, clock, today, announce)
+        if dry_run and market_clock.has_clock(broker):
+            waited = None
+            announce("dry run: the orders below are planned against the account now; nothing waits for the open")
+        else:
+            waited = wait_for_open(cfg, clock, today, announce, hours=market_clock.session_hours(broker, today))
+            market_clock.confirm_open(broker)
         strategy = vr.selected_strategy
         weights = vr.validated_strategies[strategy].validated_allocations
         broker = broker or make_broker(cfg, today, dry_run=dry_run, live=live)
         journal = Journal(None if dry_run else cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl")
         guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
-        _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run)
+        prices = {s: c.price for s, c in vr.checks.items() if c.price}
+        since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
+        _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run,
+                              prices=prices, since=since)
         path = None
         if not dry_run:
             done = plan.model_copy(update={"validation_results": vr.model_copy(

@@ -70,7 +70,7 @@ def execute(console: Console, r: ExecuteResult) -> None:
         table.add_column(col, justify="right" if col in ("size", "filled", "avg price") else "left")
     for o in rep.orders:
         size = ("all" if o.close_position else f"{o.qty:g} sh" if o.qty is not None else f"${o.notional:,.2f}")
-        status = o.status + (f" ({o.error})" if o.error else "")
+        status = o.status + (f" ({o.error})" if o.error else "") + (" [earlier run]" if o.earlier_run else "")
         table.add_row(o.phase, o.symbol, o.side, size, status, f"{o.filled_qty:.4f}",
                       "-" if o.filled_avg_price is None else f"{o.filled_avg_price:,.2f}", o.client_order_id)
     console.print(table)
@@ -82,4 +82,4 @@ def execute(console: Console, r: ExecuteResult) -> None:
     if r.archive_path:
         console.print(f"archived to {r.archive_path}; the plan is consumed")
     if not rep.reached_targets:
-        console.print("[red]some orders did not fill: the account did not reach its targets[/]")
+        console.print(f"[red]the account did not reach its targets:[/] {rep.summary()}", markup=True)

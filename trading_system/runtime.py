@@ -30,8 +30,11 @@ def make_source(cfg: Config) -> MarketData:
     raise ConfigError(f"data.source '{cfg.data.source}' is not available in this version; use 'sample'.")
 
 
-def make_broker(cfg: Config, session: dt.date, dry_run: bool, live: bool = False) -> Broker:
-    """The configured broker for ``session``, wrapped in ``DryRunBroker`` for a dry run."""
+def make_broker(cfg: Config, session: dt.date | None, dry_run: bool, live: bool = False) -> Broker:
+    """The configured broker for ``session``, wrapped in ``DryRunBroker`` for a dry run.
+
+    ``alpaca`` reads its keys from the environment and needs ``live`` for a live account.
+    """
     if cfg.broker.kind == "simulated":
         from .broker.simulated import SimulatedBroker
         from .marketdata.store import BarStore
@@ -39,6 +42,12 @@ def make_broker(cfg: Config, session: dt.date, dry_run: bool, live: bool = False
         sim = cfg.broker.simulated
         broker: Broker = SimulatedBroker(BarStore(cfg.path(cfg.data.sample_dir)), cfg.path(sim.account_file),
                                          session, sim.starting_cash)
+    elif cfg.broker.kind == "alpaca":
+        import os
+
+        from .broker.alpaca import make_alpaca_broker
+
+        broker = make_alpaca_broker(cfg, live, os.environ)
     else:
         raise ConfigError(f"broker.kind '{cfg.broker.kind}' is not available in this version; use 'simulated'.")
     return DryRunBroker(broker) if dry_run else broker

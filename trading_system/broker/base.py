@@ -3,7 +3,12 @@
 Money is in dollars (float, rounded to cents where it is sent), quantities in shares
 (float, fractional to 9 dp).  Implementations: ``simulated.SimulatedBroker`` (offline,
 flat-file account), ``dryrun.DryRunBroker`` (wraps any broker; reads pass through,
-submissions are recorded and never sent) and, later, Alpaca.
+submissions are recorded and never sent) and ``alpaca.AlpacaBroker`` (alpaca-py over HTTP).
+
+Optional capabilities, looked up with ``getattr`` because the offline broker has none:
+``market_clock()`` -> ``MarketClock`` (the broker's own time and the next open/close),
+``session_hours(date)`` -> (open, close) tz-aware or None on a holiday (early closes
+included), ``fractionable(symbols)`` -> {symbol: bool}.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from typing import Literal, Protocol, runtime_checkable
+
+from ..errors import BrokerError
 
 Side = Literal["buy", "sell"]
 
@@ -85,6 +92,34 @@ class Order:
         return self.filled_qty * (self.filled_avg_price or 0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class MarketClock:
+    """The broker's clock: ``now`` and the next open/close (tz-aware), and whether it is open."""
+
+    now: dt.datetime
+    is_open: bool
+    next_open: dt.datetime
+    next_close: dt.datetime
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the order outright: nothing was placed.
+
+    ``status`` is the HTTP status (403, 422, ...), ``code`` the broker's error code if its
+    body was JSON, ``kind`` one of ``buying_power``, ``duplicate``, ``wash_trade``,
+    ``not_fractionable``, ``qty_available``, ``no_position``, ``rejected``.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: int | None = None, kind: str = "rejected"):
+        super().__init__(message)
+        self.status, self.code, self.kind = status, code, kind
+
+
+class OrderUncertain(BrokerError):
+    """Sending the order failed in a way that leaves it unknown whether it landed
+    (timeout, dropped connection, 429, 5xx): look it up before doing anything else."""
+
+
 @runtime_checkable
 class Broker(Protocol):
     """What execution needs from a broker. Reads may be retried; submissions never blindly."""
@@ -98,6 +133,10 @@ class Broker(Protocol):
     def get_open_orders(self) -> list[Order]: ...
 
     def get_orders(self, client_order_ids: list[str]) -> list[Order]: ...
+
+    def list_orders(self, symbols: list[str], after: dt.datetime | None = None) -> list[Order]:
+        """Every order (any status) in ``symbols`` submitted after ``after``: ONE request."""
+        ...
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None: ...
 

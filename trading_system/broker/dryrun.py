@@ -37,8 +37,18 @@ class DryRunBroker:
         wanted = set(client_order_ids)
         return [o for o in self.submitted if o.client_order_id in wanted]
 
+    def list_orders(self, symbols: list[str], after=None) -> list[Order]:
+        wanted = set(symbols)
+        return [o for o in self.submitted if o.symbol in wanted]
+
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         return self._inner.get_order_by_client_id(client_order_id)
+
+    def __getattr__(self, name: str):
+        # The inner broker's optional reads (market_clock, session_hours, fractionable) pass through.
+        if name in ("market_clock", "session_hours", "fractionable"):
+            return getattr(self._inner, name)
+        raise AttributeError(name)
 
     def submit_order(self, request: OrderRequest) -> Order:
         if request.side == "sell":

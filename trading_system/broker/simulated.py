@@ -107,6 +107,10 @@ class SimulatedBroker:
         wanted = set(client_order_ids)
         return [o for o in self._orders() if o.client_order_id in wanted]
 
+    def list_orders(self, symbols: list[str], after: dt.datetime | None = None) -> list[Order]:
+        wanted = set(symbols)
+        return [o for o in self._orders() if o.symbol in wanted]
+
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         found = self.get_orders([client_order_id])
         return found[0] if found else None
