@@ -68,15 +68,20 @@ def forward_chart(paths: dict[str, pd.Series], path: Path, title: str) -> Path:
 
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
+    drawn = 0
     for label, series in paths.items():
         if len(series):
             ax.plot(pd.to_datetime(pd.Index(series.index)), 100.0 * series.to_numpy(dtype=float),
                     marker="o", markersize=3, linewidth=1.4, label=label)
+            drawn += 1
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_title(title)
     ax.set_ylabel("return since the open of the target session (%)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if drawn:
+        ax.legend(loc="best")
+    else:
+        ax.text(0.5, 0.5, "no session has closed since the entry yet", transform=ax.transAxes, ha="center")
     fig.autofmt_xdate()
     fig.tight_layout()
     return _save(fig, path)
