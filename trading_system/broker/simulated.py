@@ -45,6 +45,7 @@ class SimulatedBroker:
         self._session = session
         self._now = clock_now or (lambda: None)
         self._opens: dict[str, float] | None = None
+        self._split_list: list | None = None
         self._state = self._load(starting_cash)
         self._by_cid = {o["client_order_id"]: i for i, o in enumerate(self._state["orders"])}
         self._roll_splits()
@@ -92,9 +93,11 @@ class SimulatedBroker:
         last = self._state.get("session")
         last = dt.date.fromisoformat(last) if last else None
         if last is not None and last < self._session and self._state["positions"]:
-            splits = self._store.splits()
-            due = splits[(splits["date"] > last) & (splits["date"] <= self._session)]
-            for sym, ratio in due[["symbol", "ratio"]].itertuples(index=False):
+            if self._split_list is None:  # (date, symbol, ratio), read once: pandas compares dates slowly
+                sp = self._store.splits()
+                self._split_list = sorted(zip(sp["date"], sp["symbol"], sp["ratio"]))
+            due = [(sym, ratio) for day, sym, ratio in self._split_list if last < day <= self._session]
+            for sym, ratio in due:
                 if sym in self._state["positions"]:
                     self._state["positions"][sym] = round(self._state["positions"][sym] * ratio, 9)
         if last is None or last < self._session:
@@ -107,7 +110,8 @@ class SimulatedBroker:
             BrokerError: the store has no bar for the symbol on or before the session.
         """
         if self._opens is None:  # one read per session, not one per lookup
-            self._opens = {str(s): float(v) for s, v in self._store.session_bars(self._session)["open"].items()}
+            today = self._store.session_bars(self._session)
+            self._opens = dict(zip(map(str, today.index.tolist()), today["open"].astype(float).tolist()))
         if symbol in self._opens:
             return self._opens[symbol]
         hist = self._store.read(end=self._session, symbols=[symbol])
