@@ -44,7 +44,7 @@ from .execution import Journal, rebalance
 from .marketdata.cached import CachedSource
 from .marketdata.store import BarStore
 from .orders import default_guards
-from .pipeline import HISTORY_DAYS, run_execute, run_prepare, run_validate
+from .pipeline import run_execute, run_prepare, run_validate
 
 SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", "BUY_HOLD"
 
