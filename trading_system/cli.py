@@ -125,5 +125,44 @@ def status(state: _State) -> None:
     _run(state, "status", lambda cfg, clock: run_status(cfg, clock, state.console))
 
 
+@main.command()
+@click.option("--start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="First session (YYYY-MM-DD).")
+@click.option("--end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="Last session (YYYY-MM-DD).")
+@click.option("--bars", default=None, help="Parquet file of raw daily bars (default: the configured data); "
+              "its splits are read from splits.csv beside it.")
+@click.option("--splits", default=None, help="Splits CSV for --bars when it is not splits.csv beside it.")
+@click.option("--no-gate", "no_gate", is_flag=True,
+              help="Also replay the same system with the retention gate off (threshold 0) and show it beside.")
+@click.option("--out", default=None, help="Folder for the JSON summary and the PNG chart (default: reports/).")
+@click.pass_obj
+def backtest(state: _State, start, end, bars, splits, no_gate, out) -> None:
+    """Replay prepare, validate and execute over every session, against BUY_HOLD."""
+    from .backtest_report import backtest_command
+
+    _run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
+                                                                bars, splits, no_gate, out))
+
+
+@main.command()
+@click.pass_obj
+def history(state: _State) -> None:
+    """Archived plans: session, strategy chosen, validation rate, rejections, orders."""
+    from .review import history_command
+
+    _run(state, "history", lambda cfg, clock: history_command(cfg, state.console))
+
+
+@main.command()
+@click.argument("plan", required=False)
+@click.option("--latest", is_flag=True, help="Replay the newest archived plan.")
+@click.option("--out", default=None, help="Folder for the PNG chart (default: reports/).")
+@click.pass_obj
+def replay(state: _State, plan: str | None, latest: bool, out: str | None) -> None:
+    """What an archived plan decided, pick by pick, and what followed (1, 5, 20 sessions)."""
+    from .review import replay_command
+
+    _run(state, "replay", lambda cfg, clock: replay_command(cfg, clock, state.console, plan, latest, out))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+import pydantic_core
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -139,15 +140,17 @@ class Plan(_Model):
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file in the same folder, fsync, then ``os.replace``.
 
-    A crash leaves either the old file or the new one, never half of one.
+    A crash leaves either the old file or the new one, never half of one.  Encoded by
+    pydantic-core (stdlib ``json`` falls back to its pure-Python encoder once ``indent``
+    is set, ~25x slower on a plan); dates and datetimes as ISO 8601, other objects by ``str``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pydantic_core.to_json(data, indent=2, fallback=str))
+            fh.write(b"\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -9,6 +9,10 @@ Every order fills at once and in full at the raw (as-traded) open of the session
 broker is set to, or, for a symbol with no bar that session, its last close before it.
 When the broker moves to a later session, splits whose ex-date it passed multiply the
 share counts (4-for-1 turns 10 shares into 40), so positions stay true across splits.
+
+With ``account_file=None`` the account lives in memory only, and ``move_to`` carries it
+to the next session: a backtest keeps one broker for hundreds of sessions without
+rewriting a growing JSON file after every fill.
 """
 
 from __future__ import annotations
@@ -27,23 +31,49 @@ from .base import Account, Order, OrderRequest, Position
 class SimulatedBroker:
     """A ``Broker`` over a JSON account file; fills at ``session``'s open.
 
-    Requires: the bar store holding raw bars for ``session`` (or earlier, for a gap).
+    Requires: the bar store holding raw bars for ``session`` (or earlier, for a gap); any
+    object with the store's ``splits``, ``session_bars`` and ``read`` will do (a backtest
+    passes its in-memory ``CachedSource``).  ``account_file=None``: in memory only.
     """
 
     name = "simulated"
 
-    def __init__(self, store: BarStore, account_file: Path, session: dt.date, starting_cash: float,
+    def __init__(self, store: BarStore, account_file: Path | None, session: dt.date, starting_cash: float,
                  clock_now=None):
         self._store = store
-        self._path = Path(account_file)
+        self._path = Path(account_file) if account_file is not None else None
         self._session = session
         self._now = clock_now or (lambda: None)
+        self._opens: dict[str, float] | None = None
+        self._split_list: list | None = None
         self._state = self._load(starting_cash)
+        self._by_cid = {o["client_order_id"]: i for i, o in enumerate(self._state["orders"])}
         self._roll_splits()
+
+    def move_to(self, session: dt.date) -> None:
+        """Carry the account to a later ``session``: its splits applied, its opening prices used.
+
+        Raises:
+            ValueError: ``session`` is before the broker's session.
+        """
+        if session < self._session:
+            raise ValueError(f"the simulated broker cannot go back from {self._session} to {session}")
+        self._session, self._opens = session, None
+        self._roll_splits()
+
+    @property
+    def cash(self) -> float:
+        """Cash in dollars."""
+        return float(self._state["cash"])
+
+    @property
+    def holdings(self) -> dict[str, float]:
+        """Shares held per symbol (on the current session's share basis)."""
+        return dict(self._state["positions"])
 
     # --- state -------------------------------------------------------------------------------
     def _load(self, starting_cash: float) -> dict:
-        if not self._path.exists():
+        if self._path is None or not self._path.exists():
             return {"cash": float(starting_cash), "positions": {}, "session": None, "orders": []}
         try:
             state = json.loads(self._path.read_text())
@@ -56,15 +86,18 @@ class SimulatedBroker:
         return state
 
     def _save(self) -> None:
-        write_json_atomic(self._path, self._state)
+        if self._path is not None:
+            write_json_atomic(self._path, self._state)
 
     def _roll_splits(self) -> None:
         last = self._state.get("session")
         last = dt.date.fromisoformat(last) if last else None
         if last is not None and last < self._session and self._state["positions"]:
-            splits = self._store.splits()
-            due = splits[(splits["date"] > last) & (splits["date"] <= self._session)]
-            for sym, ratio in due[["symbol", "ratio"]].itertuples(index=False):
+            if self._split_list is None:  # (date, symbol, ratio), read once: pandas compares dates slowly
+                sp = self._store.splits()
+                self._split_list = sorted(zip(sp["date"], sp["symbol"], sp["ratio"]))
+            due = [(sym, ratio) for day, sym, ratio in self._split_list if last < day <= self._session]
+            for sym, ratio in due:
                 if sym in self._state["positions"]:
                     self._state["positions"][sym] = round(self._state["positions"][sym] * ratio, 9)
         if last is None or last < self._session:
@@ -76,9 +109,11 @@ class SimulatedBroker:
         Raises:
             BrokerError: the store has no bar for the symbol on or before the session.
         """
-        today = self._store.session_bars(self._session, [symbol])
-        if symbol in today.index:
-            return float(today.loc[symbol, "open"])
+        if self._opens is None:  # one read per session, not one per lookup
+            today = self._store.session_bars(self._session)
+            self._opens = dict(zip(map(str, today.index.tolist()), today["open"].astype(float).tolist()))
+        if symbol in self._opens:
+            return self._opens[symbol]
         hist = self._store.read(end=self._session, symbols=[symbol])
         if hist.empty:
             raise BrokerError(f"the simulated broker has no price for {symbol} on {self._session}.")
@@ -100,12 +135,9 @@ class SimulatedBroker:
     def get_open_orders(self) -> list[Order]:
         return []  # every simulated order is filled when submitted
 
-    def _orders(self) -> list[Order]:
-        return [Order(**{**o, "submitted_at": None}) for o in self._state["orders"]]
-
     def get_orders(self, client_order_ids: list[str]) -> list[Order]:
-        wanted = set(client_order_ids)
-        return [o for o in self._orders() if o.client_order_id in wanted]
+        found = sorted({self._by_cid[c] for c in client_order_ids if c in self._by_cid})
+        return [Order(**{**self._state["orders"][i], "submitted_at": None}) for i in found]
 
     def list_orders(self, symbols: list[str], after: dt.datetime | None = None) -> list[Order]:
         wanted = set(symbols)
@@ -152,6 +184,7 @@ class SimulatedBroker:
             reject_reason=reason,
         )
         self._state["orders"].append({k: v for k, v in dataclasses.asdict(order).items() if k != "submitted_at"})
+        self._by_cid.setdefault(order.client_order_id, len(self._state["orders"]) - 1)
         self._save()
         return order
 

@@ -1,0 +1,40 @@
+"""`prep backtest` 2019-04-01 -> 2021-04-20 over the whole sample, as one cold process.
+
+Runs the system, the same system with the gate off (--no-gate) and BUY_HOLD, and prints
+the wall time and the backtest's own table.
+Run by hand: .venv/bin/python benchmarks/bench_backtest.py [--bars FILE]
+Target (issue 5): at most 60 s on a 2-core machine (aim for 20 s).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def main(extra: list[str]) -> None:
+    prep = Path(sys.executable).with_name("prep")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "config.yaml"
+        cfg.write_text(f"data:\n  sample_dir: {SAMPLE}\nuniverse:\n  constituents_file: {SAMPLE / 'constituents.csv'}\n")
+        cmd = [str(prep), "--config", str(cfg), "backtest", "--start", "2019-04-01", "--end", "2021-04-20",
+               "--no-gate", *extra]
+        t0 = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    print(run.stdout, end="")
+    if run.returncode:
+        print(run.stderr, end="", file=sys.stderr)
+        sys.exit(run.returncode)
+    print(f"prep backtest 2019-04-01 -> 2021-04-20 --no-gate {' '.join(extra)}: {wall:.1f} s wall, "
+          "one cold process (target <= 60 s, aim 20 s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

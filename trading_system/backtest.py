@@ -1,0 +1,255 @@
+"""``prep backtest``: the nightly cycle replayed over history with the simulated broker.
+
+For every session T in [start, end] the very same pipeline functions the crontab runs
+are called, each with a frozen as-of clock:
+
+- ``run_prepare`` as of the previous session's 20:00 ET (the scan of that session),
+- ``run_validate`` as of T 09:00 and ``run_execute`` as of T 09:31,
+
+in a scratch workspace (plan file, journals, archives), against an in-memory
+``SimulatedBroker`` that fills at T's open.  Every account is marked to market at T's close.
+Beside the system run two twins:
+
+- BUY_HOLD: the benchmark weights (SPY 0.6 / QQQ 0.4) rebalanced every session by the
+  same ``execution.rebalance`` code, cash buffer and minimum order;
+- with ``gate_off_twin``: the same system with the retention gate off (threshold 0).  The
+  evening scan does not depend on the gate, so it runs once and its plan file is copied
+  to the twin's workspace, which then validates and executes it on its own.
+
+Speed: the bars are read once into a ``CachedSource`` (split factors rebuilt only when a
+newly known split appears), and the broker keeps its account in memory.  The pre-trade
+notional guards are lifted in the scratch config (a simulation holds no money); the
+per-night code path is otherwise the cron path.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import metrics, sessions
+from .broker.simulated import SimulatedBroker
+from .config import Config, PathsConfig
+from .errors import BadInputError, PrepError, RunTimeError
+from .execution import Journal, rebalance
+from .marketdata.cached import CachedSource
+from .marketdata.store import BarStore
+from .orders import default_guards
+from .pipeline import run_execute, run_prepare, run_validate
+
+SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", "BUY_HOLD"
+
+#: Notional limit put in place of the guards' in the scratch config (dollars): no money rides on a simulation.
+UNLIMITED = 1e12
+
+Step = Callable[[str, dt.datetime, int, int], None]
+
+
+@dataclasses.dataclass
+class Night:
+    """One session of the backtest: what each account traded and what the gate did."""
+
+    session: dt.date
+    plan_id: str
+    selected: dict[str, str]          # account -> strategy traded that session
+    checked: int                      # picks re-scored in the morning
+    rejected: dict[str, int]          # account -> picks rejected by its gate
+    traded: dict[str, float]          # account -> dollars filled (buys + sells)
+
+
+@dataclasses.dataclass
+class BacktestResult:
+    """Equity curves (dollars, indexed by session; first row = start), figures and nights."""
+
+    start: dt.date
+    end: dt.date
+    data_source: str
+    equity: pd.DataFrame
+    figures: dict[str, dict]
+    nights: list[Night]
+    seconds: float
+
+    def selections(self, account: str = SYSTEM) -> dict[str, int]:
+        """Sessions each strategy was traded by ``account``."""
+        return dict(collections.Counter(n.selected[account] for n in self.nights if account in n.selected))
+
+    def rejection_rate(self, account: str = SYSTEM) -> float:
+        """Rejected picks / picks checked, over every morning (NaN when none were checked)."""
+        checked = sum(n.checked for n in self.nights)
+        return sum(n.rejected.get(account, 0) for n in self.nights) / checked if checked else math.nan
+
+
+def fast_tmp() -> str | None:
+    """A RAM-backed temp folder when there is one (``/dev/shm``): fsync there costs nothing."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and shm.stat().st_mode & 0o002 else None
+
+
+def scratch_config(cfg: Config, folder: Path, retention_threshold: float) -> Config:
+    """``cfg`` with every state path inside ``folder``, the given gate and no notional limits.
+
+    The data, universe, scoring, strategies and execution sizing are the user's own.
+    """
+    paths = PathsConfig(plan=str(folder / "pending_trades.json"), archive_dir=str(folder / "archived_trades"),
+                        data_dir=str(folder / "data"), log_dir=str(folder / "logs"),
+                        kill_switch=str(folder / "KILL_SWITCH"))
+    execution = cfg.execution.model_copy(update={"max_order_notional": UNLIMITED, "max_run_notional": UNLIMITED})
+    validation = cfg.validation.model_copy(update={"retention_threshold": retention_threshold})
+    return cfg.model_copy(update={"paths": paths, "execution": execution, "validation": validation})
+
+
+def default_source(cfg: Config) -> CachedSource:
+    """The configured bar store (``data.sample_dir`` for the sample source, else ``data.store_dir``), in memory."""
+    root = cfg.data.sample_dir if cfg.data.source == "sample" else cfg.data.store_dir
+    return CachedSource.from_store(BarStore(cfg.path(root)), name=cfg.data.source)
+
+
+def _check_coverage(source: CachedSource, first_scan: dt.date, last: dt.date, benchmarks: list[str]) -> None:
+    first, newest = source.first_date(), source.last_date()
+    if first_scan < first or last > newest:
+        raise BadInputError(f"the backtest needs bars from {first_scan} (the scan before its first session) "
+                            f"to {last}, but the data covers {first} to {newest}; pick --start/--end inside it.")
+    for sym in benchmarks:
+        span = source.symbol_dates(sym)
+        if span is None or span[0] > first_scan or span[1] < last:
+            have = "no bars" if span is None else f"bars from {span[0]} to {span[1]}"
+            raise BadInputError(f"BUY_HOLD needs {sym} over the whole backtest but the data has {have}; "
+                                "pick --start/--end inside that range.")
+
+
+def _at(day: dt.date, hour: int, minute: int) -> sessions.Clock:
+    return sessions.Clock(dt.datetime.combine(day, dt.time(hour, minute), tzinfo=sessions.ET))
+
+
+def _mark(broker: SimulatedBroker, source: CachedSource, session: dt.date) -> float:
+    """Cash + shares x the session's close (the last close before it for a symbol without a bar)."""
+    holdings = broker.holdings
+    closes = source.closes(session, list(holdings))
+    missing = [s for s in holdings if s not in closes]
+    if missing:
+        raise RunTimeError(f"no close for {', '.join(missing)} on or before {session}; cannot mark the account.")
+    return broker.cash + sum(q * closes[s] for s, q in holdings.items())
+
+
+def _filled(orders) -> tuple[float, float]:
+    """(dollars bought, dollars sold) of an execution report's orders."""
+    bought = sum(o.filled_qty * (o.filled_avg_price or 0.0) for o in orders if o.side == "buy")
+    sold = sum(o.filled_qty * (o.filled_avg_price or 0.0) for o in orders if o.side == "sell")
+    return bought, sold
+
+
+def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource | None = None,
+                 gate_off_twin: bool = False, on_step: Step | None = None,
+                 workdir: Path | None = None) -> BacktestResult:
+    """Replay prepare -> validate -> execute for every session in [start, end].
+
+    Requires: bars (and splits) from the session before ``start`` to ``end`` in ``source``
+    (default: the configured store, read once); the benchmarks' bars over that span.
+    ``source`` must also answer the store reads of the simulated broker (``CachedSource`` does).
+    ``on_step(stage, as_of, sessions_done, sessions_total)`` is called before each stage
+    (``prepare``, ``validate``, ``execute``) and once per finished session (``marked``).
+    ``workdir``: where the scratch workspaces go (default a temporary folder, removed after).
+    Sets: a ``BacktestResult`` with equity curves of SYSTEM, BUY_HOLD (and NO_GATE) in dollars.
+
+    Raises:
+        BadInputError: empty or reversed range, or a range outside the data.
+        PrepError: a night failed (its message names the session).
+    """
+    t0 = time.perf_counter()
+    if start > end:
+        raise BadInputError(f"--start {start} is after --end {end}; swap them.")
+    days = sessions.sessions_between(start, end)
+    if not days:
+        raise BadInputError(f"there is no trading session between {start} and {end}; widen the range.")
+    first_scan = sessions.previous_session(days[0])
+    source = source or default_source(cfg)
+    benchmarks = dict(cfg.strategies.benchmarks)
+    _check_coverage(source, first_scan, days[-1], list(benchmarks))
+    step = on_step or (lambda *a: None)
+    cash = cfg.broker.simulated.starting_cash
+    owned_tmp = None
+    if workdir is None:
+        owned_tmp = tempfile.TemporaryDirectory(prefix="prep-backtest-", dir=fast_tmp())
+        workdir = Path(owned_tmp.name)
+    try:
+        configs = {SYSTEM: scratch_config(cfg, workdir / "system", cfg.validation.retention_threshold)}
+        if gate_off_twin:
+            configs[NO_GATE] = scratch_config(cfg, workdir / "no_gate", 0.0)
+        bh_cfg = scratch_config(cfg, workdir / "buy_hold", cfg.validation.retention_threshold)
+        brokers = {name: SimulatedBroker(source, None, days[0], cash) for name in [*configs, BUY_HOLD]}
+        marks = {name: [cash] for name in brokers}
+        totals = {name: [0.0, 0.0] for name in brokers}
+        nights: list[Night] = []
+        plan_file = {name: c.path(c.paths.plan) for name, c in configs.items()}
+        clock = _at(first_scan, 20, 0)
+        step("prepare", clock.now(), 0, len(days))
+        run_prepare(configs[SYSTEM], clock, source=source)
+        for i, day in enumerate(days):
+            try:
+                nights.append(_session(day, i, len(days), configs, bh_cfg, brokers, benchmarks, plan_file,
+                                       source, step, totals))
+            except PrepError as exc:
+                raise exc.__class__(f"backtest session {day}: {exc}") from exc
+            for name, broker in brokers.items():
+                marks[name].append(_mark(broker, source, day))
+            step("marked", _at(day, 16, 0).now(), i + 1, len(days))
+            if i + 1 < len(days):
+                clock = _at(day, 20, 0)
+                step("prepare", clock.now(), i + 1, len(days))
+                try:
+                    run_prepare(configs[SYSTEM], clock, source=source)
+                except PrepError as exc:
+                    raise exc.__class__(f"backtest scan of {day}: {exc}") from exc
+    finally:
+        if owned_tmp is not None:
+            owned_tmp.cleanup()
+    equity = pd.DataFrame(marks, index=pd.Index([first_scan, *days], name="session"))
+    equity = equity[[c for c in (SYSTEM, NO_GATE, BUY_HOLD) if c in equity.columns]]
+    figures = {name: metrics.summary(equity[name], *totals[name], cfg.scoring.risk_free_rate)
+               for name in equity.columns}
+    return BacktestResult(start=days[0], end=days[-1], data_source=source.name, equity=equity, figures=figures,
+                          nights=nights, seconds=time.perf_counter() - t0)
+
+
+def _session(day, i, total, configs, bh_cfg, brokers, benchmarks, plan_file, source, step, totals) -> Night:
+    """Validate and execute the plan for ``day`` in every workspace; rebalance BUY_HOLD."""
+    for broker in brokers.values():
+        broker.move_to(day)
+    for name in configs:
+        if name != SYSTEM:
+            plan_file[name].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plan_file[SYSTEM], plan_file[name])
+    selected, rejected, traded = {}, {}, {}
+    checked, plan_id = 0, ""
+    for name, c in configs.items():
+        clock = _at(day, 9, 0)
+        step("validate", clock.now(), i, total)
+        v = run_validate(c, clock, source=source)
+        vr = v.plan.validation_results
+        checked, plan_id = len(vr.checks), v.plan.plan_id
+        rejected[name] = sum(not chk.passed for chk in vr.checks.values())
+        clock = _at(day, 9, 31)
+        step("execute", clock.now(), i, total)
+        ex = run_execute(c, clock, broker=brokers[name])
+        selected[name] = ex.strategy
+        bought, sold = _filled(ex.report.orders)
+        totals[name][0] += bought
+        totals[name][1] += sold
+        traded[name] = bought + sold
+    guards = default_guards(bh_cfg.execution, bh_cfg.path(bh_cfg.paths.kill_switch))
+    _, report = rebalance(benchmarks, brokers[BUY_HOLD], bh_cfg.execution, f"{day:%Y%m%d}-00000000",
+                          Journal(None), guards, dry_run=False)
+    bought, sold = _filled(report.orders)
+    totals[BUY_HOLD][0] += bought
+    totals[BUY_HOLD][1] += sold
+    selected[BUY_HOLD], traded[BUY_HOLD] = BUY_HOLD, bought + sold
+    return Night(session=day, plan_id=plan_id, selected=selected, checked=checked, rejected=rejected, traded=traded)

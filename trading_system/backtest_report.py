@@ -1,0 +1,172 @@
+"""``prep backtest`` as a command: where the bars come from, the progress bar, the report.
+
+Writes ``reports/backtest_YYYYMMDD_YYYYMMDD.json`` (the summary, the equity curves and
+every session's choice) and a ``.png`` beside it (equity curves over drawdowns), and
+prints the table a user reads: the system against BUY_HOLD (and against itself with
+the gate off), with the sample's survivorship bias stated.
+
+``--bars FILE`` finds its splits in ``splits.csv`` in the same folder as FILE (as
+``data/sample/`` and ``shared/data/`` ship them), unless ``--splits FILE`` names another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import sessions
+from .backtest import BUY_HOLD, NO_GATE, SYSTEM, BacktestResult, default_source, run_backtest
+from .charts import equity_chart
+from .config import Config
+from .errors import BadInputError
+from .marketdata.cached import CachedSource
+from .pipeline import HISTORY_DAYS
+from .plan import write_json_atomic
+
+
+def survivorship_note(cfg: Config) -> str:
+    """The plain statement of the universe's survivorship bias."""
+    return (f"survivorship bias: the universe is the index list in {cfg.universe.constituents_file} "
+            "(the S&P 500 of 2021 for the sample); stocks that left the index before then are absent, so every "
+            "name the scan could pick is a future survivor, which flatters the system against BUY_HOLD.")
+
+
+def load_source(cfg: Config, bars: str | None, splits: str | None, start: dt.date) -> CachedSource:
+    """The bars of ``--bars`` (splits beside it, or ``--splits``), else the configured store.
+
+    Raises:
+        BadInputError: a file is missing or is not bars / splits.
+    """
+    if bars is None:
+        if splits is not None:
+            raise BadInputError("--splits goes with --bars; pass both, or neither to use the configured data.")
+        return default_source(cfg)
+    bars_path = Path(bars)
+    splits_path = Path(splits) if splits else bars_path.parent / "splits.csv"
+    if not bars_path.is_file():
+        raise BadInputError(f"--bars {bars_path}: no such file; pass a Parquet file of raw daily bars.")
+    if not splits_path.is_file():
+        raise BadInputError(f"no splits file for {bars_path}: expected {splits_path} beside it; "
+                            "pass --splits FILE (symbol, date, ratio).")
+    since = sessions.previous_session(start) - dt.timedelta(days=HISTORY_DAYS + 7)
+    return CachedSource.from_files(bars_path, splits_path, since=since)
+
+
+def _clean(x):
+    """NaN / inf -> None so the summary is strict JSON."""
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def summary(result: BacktestResult, cfg: Config, bars_file: str | None, splits_file: str | None) -> dict:
+    """The JSON summary: figures per account, selections, rejection rates, curves and nights."""
+    accounts = [c for c in result.equity.columns if c != BUY_HOLD]
+    eq = result.equity
+    return {
+        "start": str(result.start), "end": str(result.end), "sessions": len(result.nights),
+        "data_source": result.data_source, "bars_file": bars_file, "splits_file": splits_file,
+        "universe": cfg.universe.constituents_file,
+        "survivorship_bias": survivorship_note(cfg),
+        "premarket_price": "the session's opening print (the data has no pre-market quotes)",
+        "settings": {"retention_threshold": cfg.validation.retention_threshold,
+                     "min_validation_rate": cfg.validation.min_validation_rate,
+                     "starting_cash": cfg.broker.simulated.starting_cash,
+                     "cash_buffer": cfg.execution.cash_buffer,
+                     "benchmarks": dict(cfg.strategies.benchmarks)},
+        "figures": {name: {k: _clean(v) for k, v in f.items()} for name, f in result.figures.items()},
+        "selections": {name: result.selections(name) for name in accounts},
+        "picks_checked": sum(n.checked for n in result.nights),
+        "rejection_rate": {name: _clean(result.rejection_rate(name)) for name in accounts},
+        "equity": {"session": [str(d) for d in eq.index], **{c: [round(float(v), 2) for v in eq[c]] for c in eq}},
+        "nights": [{"session": str(n.session), "plan_id": n.plan_id, "selected": n.selected,
+                    "checked": n.checked, "rejected": n.rejected,
+                    "traded": {k: round(v, 2) for k, v in n.traded.items()}} for n in result.nights],
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:+.1%}" if signed else f"{x:.1%}"
+
+
+def render(console: Console, result: BacktestResult, cfg: Config, json_path: Path | None, png_path: Path | None) -> None:
+    """The table (one row per account), selections, rejection rates, the bias, the files."""
+    console.print(f"[bold]backtest[/] {result.start} -> {result.end}: {len(result.nights)} sessions, "
+                  f"data {result.data_source}, starting cash ${cfg.broker.simulated.starting_cash:,.0f}, "
+                  f"gate {cfg.validation.retention_threshold:.0%}")
+    table = Table(title="accounts (marked at each session's close)")
+    for col in ("account", "end equity", "total return", "CAGR", "volatility", "Sharpe", "max drawdown",
+                "turnover/yr"):
+        table.add_column(col, justify="left" if col == "account" else "right")
+    labels = {SYSTEM: "system (gate on)", NO_GATE: "system, gate off", BUY_HOLD: "BUY_HOLD (SPY/QQQ)"}
+    for name, f in result.figures.items():
+        table.add_row(labels.get(name, name), f"${f['end_equity']:,.2f}", _pct(f["total_return"], True),
+                      _pct(f["cagr"], True), _pct(f["volatility"]),
+                      "-" if not math.isfinite(f["sharpe"]) else f"{f['sharpe']:.2f}",
+                      _pct(f["max_drawdown"]), "-" if not math.isfinite(f["turnover"]) else f"{f['turnover']:.1f}x")
+    console.print(table)
+    checked = sum(n.checked for n in result.nights)
+    for name in (SYSTEM, NO_GATE):
+        if name not in result.figures:
+            continue
+        counts = result.selections(name)
+        picks = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        console.print(f"{labels[name]}: strategy traded per session: {picks}; rejection rate "
+                      f"{_pct(result.rejection_rate(name))} of {checked} picks checked")
+    sys_f, bh_f = result.figures[SYSTEM], result.figures[BUY_HOLD]
+    verdict = "beat" if sys_f["end_equity"] > bh_f["end_equity"] else "did not beat"
+    line = (f"the system {verdict} BUY_HOLD: {_pct(sys_f['total_return'], True)} against "
+            f"{_pct(bh_f['total_return'], True)}")
+    if NO_GATE in result.figures:
+        gate = "helped" if sys_f["end_equity"] > result.figures[NO_GATE]["end_equity"] else "did not help"
+        line += f"; the gate {gate} ({_pct(result.figures[NO_GATE]['total_return'], True)} with it off)"
+    console.print(f"[bold]{line}[/]")
+    console.print(f"[yellow]{survivorship_note(cfg)}[/]")
+    console.print("pre-market prices are each session's opening print (the data has no pre-market quotes); "
+                  "orders fill at the open; the notional guards are lifted (no money rides on a simulation).")
+    if json_path:
+        console.print(f"summary: {json_path}")
+    if png_path:
+        console.print(f"chart: {png_path}")
+    console.print(f"{len(result.nights)} sessions in {result.seconds:.1f} s")
+
+
+def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start: dt.date, end: dt.date,
+                     bars: str | None = None, splits: str | None = None, no_gate: bool = False,
+                     out: str | None = None) -> BacktestResult:
+    """``prep backtest``: load the bars, run with a progress bar, write JSON + PNG, print the report.
+
+    Raises:
+        BadInputError: a bad range, a range past the as-of instant or outside the data, a bad file.
+    """
+    last = sessions.last_closed_session(clock.now())
+    if end > last:
+        raise BadInputError(f"--end {end} is after the last closed session {last} as of "
+                            f"{clock.now():%Y-%m-%d %H:%M %Z}; pick an earlier --end.")
+    if start > end:
+        raise BadInputError(f"--start {start} is after --end {end}; swap them.")
+    source = load_source(cfg, bars, splits, start)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("backtest", total=None)
+
+        def step(stage: str, as_of: dt.datetime, done: int, total: int) -> None:
+            progress.update(task, total=total, completed=done, description=f"{stage:8s} {as_of:%Y-%m-%d %H:%M}")
+
+        result = run_backtest(cfg, start, end, source=source, gate_off_twin=no_gate, on_step=step)
+    folder = Path(out) if out else cfg.root / "reports"
+    stem = f"backtest_{result.start:%Y%m%d}_{result.end:%Y%m%d}"
+    splits_file = (splits or str(Path(bars).parent / "splits.csv")) if bars else None
+    json_path = folder / f"{stem}.json"
+    write_json_atomic(json_path, summary(result, cfg, bars, splits_file))
+    png_path = equity_chart(result.equity, folder / f"{stem}.png",
+                            f"prep backtest {result.start} -> {result.end} ({result.data_source})")
+    render(console, result, cfg, json_path, png_path)
+    return result
