@@ -143,7 +143,7 @@ class ExecutionConfig(_Strict):
     cash_buffer: float = Field(0.02, ge=0, lt=1)
     min_order_dollars: float = 10.0
     min_order_equity_fraction: float = 0.001
-    max_order_notional: float = 50_000.0
+    max_order_notional: float = 100_000.0
     max_run_notional: float = 250_000.0
     keep: list[str] = Field(default_factory=list)
 

@@ -141,7 +141,7 @@ class SimulatedBroker:
 
     def list_orders(self, symbols: list[str], after: dt.datetime | None = None) -> list[Order]:
         wanted = set(symbols)
-        return [o for o in self._orders() if o.symbol in wanted]
+        return [Order(**{**o, "submitted_at": None}) for o in self._state["orders"] if o["symbol"] in wanted]
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         found = self.get_orders([client_order_id])
