@@ -69,11 +69,18 @@ def forward_chart(paths: dict[str, pd.Series], path: Path, title: str) -> Path:
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
     drawn = 0
+    sessions: set = set()
     for label, series in paths.items():
         if len(series):
-            ax.plot(pd.to_datetime(pd.Index(series.index)), 100.0 * series.to_numpy(dtype=float),
-                    marker="o", markersize=3, linewidth=1.4, label=label)
+            x = pd.to_datetime(pd.Index(series.index))
+            ax.plot(x, 100.0 * series.to_numpy(dtype=float), marker="o", markersize=3, linewidth=1.4, label=label)
+            sessions |= set(x)
             drawn += 1
+    if 0 < len(sessions) <= 25:  # daily points: one tick per session, never hour ticks between two
+        from matplotlib.dates import DateFormatter
+
+        ax.set_xticks(sorted(sessions))
+        ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_title(title)
     ax.set_ylabel("return since the open of the target session (%)")
