@@ -104,7 +104,7 @@ class PolygonClient:
         self._sleep = sleep
         self.limiter = TokenBucket(cfg.requests_per_minute, cfg.burst)
         self.requests_made = 0
-        self._backoff = tenacity.wait_exponential_jitter(initial=cfg.backoff_seconds, max=cfg.max_backoff_seconds,
+        self._backoff = tenacity.wait_exponential_jitter(multiplier=cfg.backoff_seconds, max=cfg.max_backoff_seconds,
                                                          jitter=cfg.backoff_seconds)
 
     @classmethod
