@@ -254,3 +254,13 @@ def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tm
         fake._grouped_cache.clear()
     assert fake.count("/v2/aggs/ticker/HBI/") == 1
     assert decided(p.plan()) == decided(reference[EVENING])
+
+
+def test_universe_on_the_sample_source_notes_the_skipped_type_filter(tmp_path, fake):
+    write_config(tmp_path, "  generator: top_dollar_volume\n  top_n: 25\n  exclude: [SPY]\n")
+    r = Prep(tmp_path)("--as-of", EVENING, "universe")
+    assert r.exit_code == 0, r.output
+    snap = json.loads((tmp_path / "data" / "universe" / "universe_2021-04-19.json").read_text())
+    assert snap["data_source"] == "sample" and "SPY" not in snap["symbols"] and "QQQ" in snap["symbols"]
+    assert snap["steps"][1]["skipped"] == "the sample source has no ticker reference data"
+    assert len(fake.requests) == 0

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+from pathlib import Path
 
 import pandas as pd
 
@@ -72,7 +73,8 @@ class PolygonSource:
 
     def _save_meta(self, **changes) -> None:
         meta = {**self._meta(), **changes}
-        _atomic_write(self._meta_path, lambda tmp: open(tmp, "w").write(json.dumps(meta, indent=1, sort_keys=True)))
+        text = json.dumps(meta, indent=1, sort_keys=True)
+        _atomic_write(self._meta_path, lambda tmp: Path(tmp).write_text(text))
 
     def _today(self) -> dt.date:
         return self.clock.now().astimezone(sessions.ET).date()
