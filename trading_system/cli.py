@@ -118,6 +118,16 @@ def execute(state: _State, dry_run: bool, live: bool) -> None:
 
 @main.command()
 @click.pass_obj
+def universe(state: _State) -> None:
+    """Build the universe of the last closed session (generator, filters, watchlist), print and save it."""
+    from . import render
+    from .universe import run_universe
+
+    _run(state, "universe", lambda cfg, clock: render.universe(state.console, *run_universe(cfg, clock)))
+
+
+@main.command()
+@click.pass_obj
 def status(state: _State) -> None:
     """What is pending, its stage, the last archived runs, and the broker."""
     from .status import run_status

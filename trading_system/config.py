@@ -46,6 +46,12 @@ class UniverseConfig(_Strict):
     constituents_file: str = "data/sample/constituents.csv"
     watchlist: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    # The chain (universe.py): generator, then filters, then the watchlist added.
+    generator: Literal["constituents", "top_dollar_volume"] = "constituents"
+    top_n: int = Field(1000, ge=1)                # top_dollar_volume: how many names
+    min_price: float = Field(0.0, ge=0)           # filter on the session's close, dollars (0 = off)
+    min_dollar_volume: float = Field(0.0, ge=0)   # filter on the session's close x volume (0 = off)
+    types: list[str] = Field(default_factory=lambda: ["CS", "ETF"])  # Polygon ticker types kept ([] = off)
 
 
 class RsiFitConfig(_Strict):
@@ -177,9 +183,14 @@ class BrokerConfig(_Strict):
 class PolygonConfig(_Strict):
     """Polygon (Massive) REST client settings."""
 
-    requests_per_minute: float = 5.0
-    timeout_seconds: float = 30.0
-    max_retries: int = 5
+    requests_per_minute: float = Field(5.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    plan: Literal["free", "paid"] = "free"        # free: day D published on D+1 ET, no snapshot
+    burst: int = Field(1, ge=1)                   # token-bucket size (1 = evenly spaced requests)
+    backoff_seconds: float = Field(12.0, ge=0)    # first retry wait without Retry-After; doubles
+    max_backoff_seconds: float = Field(120.0, ge=0)
+    tickers_max_age_days: int = Field(7, ge=0)    # refresh the cached ticker types this often
 
 
 class LoggingConfig(_Strict):

@@ -27,7 +27,7 @@ from .plan import (Plan, ScanSummary, Strategy, TickerMetrics, ValidatedStrategy
 from .runtime import archive, make_broker, make_source
 from .scoring import rescore, score_universe
 from .strategies import build_strategies
-from .universe import load_universe
+from .universe import build_universe, save_universe
 from .validation import check_pick, select_strategy, validate_strategy
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,10 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     now = clock.now()
     scan_session = sessions.last_closed_session(now)
     target = sessions.next_session(scan_session)
-    source = source or make_source(cfg)
+    source = source or make_source(cfg, clock)
     source.ensure_session(scan_session)
-    universe = load_universe(cfg)
+    chain = build_universe(cfg, source, scan_session)
+    universe = chain.symbols
     bars = source.bars(end=scan_session, start=scan_session - dt.timedelta(days=HISTORY_DAYS), symbols=universe)
     if bars.empty or not (bars["date"] == scan_session).any():
         raise DataError(f"no bars for session {scan_session} in the {source.name} data; "
@@ -138,6 +139,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
             result.expired_archive = str(archive(cfg, old, "expired", now, execution=None))
             log.info("archived expired plan %s for session %s", old.plan_id, old.target_session)
         write_json_atomic(cfg.path(cfg.paths.data_dir) / "scan_results.json", _scan_json(scan, plan))
+        save_universe(cfg, chain, now)
         save_plan(plan_path, plan)
     result.written = True
     return result
@@ -184,7 +186,7 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     with plan_lock(plan_path):
         plan, today = morning_plan(cfg, clock)
         now = clock.now()
-        source = source or make_source(cfg)
+        source = source or make_source(cfg, clock)
         contest = {n: s for n, s in plan.strategies.items() if n != "BUY_HOLD"}
         symbols = sorted({sym for s in contest.values() for sym in s.allocations})
         quotes = source.premarket_prices(symbols, today)

@@ -83,3 +83,15 @@ def execute(console: Console, r: ExecuteResult) -> None:
         console.print(f"archived to {r.archive_path}; the plan is consumed")
     if not rep.reached_targets:
         console.print(f"[red]the account did not reach its targets:[/] {rep.summary()}", markup=True)
+
+
+def universe(console: Console, uni, path) -> None:
+    """The universe chain step by step, then the symbols."""
+    console.print(f"[bold]universe[/] of session {uni.session}: {len(uni.symbols)} symbols, data: {uni.data_source}")
+    for step in uni.steps:
+        extra = (f" (skipped: {step['skipped']})" if "skipped" in step
+                 else f", removed {len(step['removed'])}" if step.get("removed") is not None
+                 else f", added {', '.join(step['added']) or 'none'}" if "added" in step else "")
+        console.print(f"  {step['step']}: {step['count']}{extra}" + (f" ({step['detail']})" if "detail" in step else ""))
+    console.print(" ".join(uni.symbols), soft_wrap=True)
+    console.print(f"saved to {path}")

@@ -21,12 +21,18 @@ from .plan import Plan, archive_path, write_json_atomic
 LOG_FILE = "pre_market_prep.log"
 
 
-def make_source(cfg: Config) -> MarketData:
-    """The configured market-data source (``data.source``)."""
+def make_source(cfg: Config, clock=None) -> MarketData:
+    """The configured market-data source (``data.source``); ``clock`` (a ``sessions.Clock``) tells
+    the polygon source what "today" is (the free plan publishes day D on D+1)."""
     if cfg.data.source == "sample":
         from .marketdata.sample import SampleSource
 
         return SampleSource(cfg.path(cfg.data.sample_dir))
+    if cfg.data.source == "polygon":
+        from .marketdata.polygon_source import PolygonSource
+        from .sessions import Clock
+
+        return PolygonSource(cfg, clock or Clock())
     raise ConfigError(f"data.source '{cfg.data.source}' is not available in this version; use 'sample'.")
 
 

@@ -1,25 +1,45 @@
-"""Which tickers the evening scan scores: constituents file + benchmarks + watchlist - exclude."""
+"""Which tickers the evening scan scores: a chain set in config (DESIGN §2, issue 3).
+
+1. generator: the constituents file, or the top ``universe.top_n`` symbols by the session's
+   dollar volume (close x volume) from the source's whole-market bars (grouped daily);
+2. filters: session close >= ``min_price``, close x volume >= ``min_dollar_volume`` (each off
+   at 0), Polygon ticker type in ``types`` (only where the source has reference data), and
+   the ``exclude`` list;
+3. the watchlist and the strategies' benchmarks added (``exclude`` still wins: never scanned).
+
+Each run saves the result under ``data/universe/universe_<session>.json`` with its source.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pandas as pd
 
 from .config import Config
 from .errors import ConfigError
+from .plan import write_json_atomic
 
 
-def load_universe(cfg: Config) -> list[str]:
-    """Sorted symbols to scan.
+@dataclasses.dataclass
+class Universe:
+    """The symbols to scan (sorted), what generated them, and what each step of the chain did."""
 
-    Requires: ``universe.constituents_file`` (CSV with a ``symbol`` column).
-    Sets: the strategies' benchmarks (SPY, QQQ) and the watchlist are always added, so
-    BUY_HOLD's names are scored too; ``universe.exclude`` is removed last.
+    symbols: list[str]
+    session: dt.date | None
+    source: str
+    data_source: str | None
+    steps: list[dict]
 
-    Raises:
-        ConfigError: the constituents file is missing or has no ``symbol`` column.
-    """
+    def to_dict(self) -> dict:
+        return {"session": str(self.session) if self.session else None, "source": self.source,
+                "data_source": self.data_source, "count": len(self.symbols), "steps": self.steps,
+                "symbols": self.symbols}
+
+
+def _constituents(cfg: Config) -> set[str]:
     path: Path = cfg.path(cfg.universe.constituents_file)
     try:
         table = pd.read_csv(path, dtype=str)
@@ -27,7 +47,98 @@ def load_universe(cfg: Config) -> list[str]:
         raise ConfigError(f"constituents file {path} not found; fix universe.constituents_file in the config.") from exc
     if "symbol" not in table.columns:
         raise ConfigError(f"constituents file {path} has no 'symbol' column.")
-    symbols = set(table["symbol"].dropna().str.strip().str.upper())
-    symbols |= set(cfg.strategies.benchmarks) | {s.upper() for s in cfg.universe.watchlist}
-    symbols -= {s.upper() for s in cfg.universe.exclude}
-    return sorted(s for s in symbols if s)
+    return set(table["symbol"].dropna().str.strip().str.upper()) - {""}
+
+
+def _session_bars(source, session: dt.date | None, why: str) -> pd.DataFrame:
+    """Raw bars of ``session`` for every symbol the source holds (index symbol)."""
+    if source is None or session is None:
+        raise ConfigError(f"{why} needs market data; run it through 'prep universe' or 'prep prepare'.")
+    if hasattr(source, "session_bars"):
+        return source.session_bars(session)
+    return source.bars(end=session, start=session).set_index("symbol")
+
+
+def build_universe(cfg: Config, source=None, session: dt.date | None = None) -> Universe:
+    """Run the universe chain of ``cfg.universe`` for ``session``.
+
+    Requires: for the top-N generator and the price / dollar-volume filters, a ``source``
+    whose bars of ``session`` are available (``ensure_session`` was called); for the type
+    filter, a source with ``ticker_types()`` (Polygon), else the filter is skipped and noted.
+    Sets: a ``Universe``; every step records how many symbols remain and which it removed.
+
+    Raises:
+        ConfigError: the constituents file is missing or has no ``symbol`` column.
+    """
+    u = cfg.universe
+    steps: list[dict] = []
+    day = None
+    if u.generator == "constituents":
+        symbols = _constituents(cfg)
+        origin = f"constituents file {u.constituents_file}"
+    else:
+        day = _session_bars(source, session, "universe.generator: top_dollar_volume")
+        dollar_volume = (day["close"] * day["volume"]).sort_values(ascending=False, kind="stable")
+        symbols = set(dollar_volume.index[: u.top_n])
+        origin = f"top {u.top_n} by dollar volume of session {session} ({getattr(source, 'name', '?')} grouped daily)"
+    steps.append({"step": "generator", "detail": origin, "count": len(symbols)})
+
+    def apply(name: str, keep: set[str]) -> None:
+        nonlocal symbols
+        removed = sorted(symbols - keep)
+        symbols = symbols & keep
+        steps.append({"step": name, "count": len(symbols), "removed": removed})
+
+    if u.min_price > 0 or u.min_dollar_volume > 0:
+        day = day if day is not None else _session_bars(source, session, "universe.min_price / min_dollar_volume")
+        if u.min_price > 0:
+            apply(f"close >= {u.min_price:g}", set(day.index[day["close"] >= u.min_price]))
+        if u.min_dollar_volume > 0:
+            apply(f"close x volume >= {u.min_dollar_volume:g}",
+                  set(day.index[day["close"] * day["volume"] >= u.min_dollar_volume]))
+    if u.types:
+        types = getattr(source, "ticker_types", None)
+        if types is None:
+            steps.append({"step": f"type in {u.types}", "count": len(symbols),
+                          "skipped": f"the {getattr(source, 'name', 'configured')} source has no ticker reference data"})
+        else:
+            table = types()
+            apply(f"type in {u.types}", set(table.index[table.isin(u.types)]))
+    exclude = {s.upper() for s in u.exclude}
+    if exclude:
+        apply("exclude", symbols - exclude)
+    added = ({s.upper() for s in u.watchlist} | set(cfg.strategies.benchmarks)) - exclude
+    steps.append({"step": "watchlist + benchmarks", "count": len(symbols | added), "added": sorted(added - symbols)})
+    symbols |= added
+    return Universe(symbols=sorted(symbols), session=session, source=origin,
+                    data_source=getattr(source, "name", None), steps=steps)
+
+
+def load_universe(cfg: Config, source=None, session: dt.date | None = None) -> list[str]:
+    """Sorted symbols to scan: ``build_universe(cfg, source, session).symbols``."""
+    return build_universe(cfg, source, session).symbols
+
+
+def save_universe(cfg: Config, universe: Universe, when: dt.datetime) -> Path:
+    """Write ``data/universe/universe_<session>.json`` (atomic): symbols, source, the chain's steps."""
+    name = f"universe_{universe.session or when.date()}.json"
+    path = cfg.path(cfg.paths.data_dir) / "universe" / name
+    write_json_atomic(path, {"created_at": when.isoformat(), **universe.to_dict()})
+    return path
+
+
+def run_universe(cfg: Config, clock) -> tuple[Universe, Path]:
+    """``prep universe``: build and save the universe of the last closed session, without a plan.
+
+    Raises:
+        AsOfError / DataError: the session's bars are outside the data, missing or not published.
+    """
+    from . import sessions
+    from .runtime import make_source
+
+    now = clock.now()
+    session = sessions.last_closed_session(now)
+    source = make_source(cfg, clock)
+    source.ensure_session(session)
+    universe = build_universe(cfg, source, session)
+    return universe, save_universe(cfg, universe, now)

@@ -1,0 +1,266 @@
+"""`prep prepare` / `prep validate` / `prep universe` with data.source: polygon against the loopback fake.
+
+The plan must equal the one the sample source makes for the same --as-of (the fake serves
+the same real bars), cold, warm and under injected faults; every refusal is one sentence,
+the right exit code and no plan.
+"""
+
+import datetime as dt
+import json
+
+import pytest
+
+from conftest import SAMPLE, Prep, write_config
+from fakes.alpaca_data_server import AlpacaDataFake
+from fakes.polygon_server import PolygonFake
+from trading_system import sessions
+from trading_system.pipeline import HISTORY_DAYS
+
+EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"
+SCAN, TARGET = dt.date(2021, 4, 19), dt.date(2021, 4, 20)
+FAST = ("polygon:\n  plan: {plan}\n  requests_per_minute: 600000\n  backoff_seconds: 0.01\n"
+        "  max_backoff_seconds: 0.05\n  max_retries: 3\n  timeout_seconds: 0.5\n")
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with PolygonFake() as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def alpaca():
+    with AlpacaDataFake() as f:
+        yield f
+
+
+@pytest.fixture(autouse=True)
+def clean(fake, monkeypatch):
+    fake.faults.clear()
+    fake.requests.clear()
+    fake.published_through = fake.history_from = fake.splits_known_through = None
+    fake.snapshot_entitled, fake.snapshot_session, fake.page_size = True, TARGET, 1000
+    monkeypatch.setenv("POLYGON_API_KEY", "test-key")
+    monkeypatch.setenv("POLYGON_BASE_URL", fake.url)
+    for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "ALPACA_DATA_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def polygon_workspace(folder, plan="paid", universe=""):
+    (folder / "config.yaml").write_text(
+        f"data:\n  source: polygon\n  sample_dir: {SAMPLE}\n  store_dir: {folder / 'store'}\n"
+        f"universe:\n  constituents_file: {SAMPLE / 'constituents.csv'}\n{universe}" + FAST.format(plan=plan))
+    return Prep(folder)
+
+
+@pytest.fixture
+def poly(tmp_path):
+    return polygon_workspace(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Plans the sample source makes: {as_of: plan after prepare}, and the validated plan of MORNING."""
+    plans = {}
+    for as_of in ("2020-08-28T20:00", "2020-08-31T20:00", "2021-04-16T20:00", EVENING):
+        folder = tmp_path_factory.mktemp("sample")
+        write_config(folder)
+        p = Prep(folder)
+        assert p("--as-of", as_of, "prepare").exit_code == 0
+        plans[as_of] = p.plan()
+        if as_of == EVENING:
+            assert p("--as-of", MORNING, "validate").exit_code == 0
+            plans[MORNING] = p.plan()
+            plans["scan"] = json.loads((folder / "data" / "scan_results.json").read_text())
+    return plans
+
+
+def decided(plan: dict) -> dict:
+    """What a plan decides: everything but where the data came from (source name, config, price sources)."""
+    out = {k: v for k, v in plan.items() if k not in ("data_source", "config")}
+    if out.get("validation_results"):
+        vr = json.loads(json.dumps(out["validation_results"]))
+        for check in vr["checks"].values():
+            check.pop("price_source")
+        out["validation_results"] = vr
+    return out
+
+
+def sessions_read(scan: dt.date) -> int:
+    return len(sessions.sessions_between(scan - dt.timedelta(days=HISTORY_DAYS), scan))
+
+
+def test_cold_prepare_and_validate_equal_the_sample(poly, fake, reference):
+    r = poly("--as-of", EVENING, "prepare")
+    assert r.exit_code == 0, r.output
+    plan = poly.plan()
+    assert plan["data_source"] == "polygon" and decided(plan) == decided(reference[EVENING])
+    grouped = [(p, q) for p, q, _ in fake.requests if "/grouped/" in p]
+    assert len(grouped) == sessions_read(SCAN) == 276
+    assert all(q == {"adjusted": "false"} for _, q in grouped)
+    assert not any("2021-04-02" in p for p, _ in grouped)  # Good Friday: never asked for
+    assert len(fake.requests) <= sessions_read(SCAN) + 5
+    snap = json.loads((poly.folder / "data" / "universe" / "universe_2021-04-19.json").read_text())
+    assert snap["data_source"] == "polygon" and snap["source"].startswith("constituents file")
+    assert snap["steps"][1]["step"] == "type in ['CS', 'ETF']" and "skipped" not in snap["steps"][1]
+    assert json.loads((poly.folder / "data" / "scan_results.json").read_text())["tickers"] == reference["scan"]["tickers"]
+
+    r = poly("--as-of", MORNING, "validate")
+    assert r.exit_code == 0, r.output
+    morning = poly.plan()
+    assert decided(morning) == decided(reference[MORNING])
+    assert {c["price_source"] for c in morning["validation_results"]["checks"].values()} == {"polygon:snapshot.lastTrade"}
+
+
+def test_warm_night_fetches_only_the_new_session(poly, fake, reference):
+    assert poly("--as-of", "2021-04-16T20:00", "prepare").exit_code == 0
+    assert decided(poly.plan()) == decided(reference["2021-04-16T20:00"])
+    fake.requests.clear()
+    r = poly("--as-of", EVENING, "prepare")
+    assert r.exit_code == 0, r.output
+    assert len(fake.requests) <= 3
+    assert [p for p, _, _ in fake.requests if "/grouped/" in p] == ["/v2/aggs/grouped/locale/us/market/stocks/2021-04-19"]
+    assert decided(poly.plan()) == decided(reference[EVENING])
+
+
+def test_faults_are_retried_and_the_plan_is_unchanged(poly, fake, reference):
+    fake.inject("429", "/stocks/2021-04-19", retry_after="0")
+    fake.inject("429", "/stocks/2021-04-16")
+    fake.inject("500", "/stocks/2021-03-01")
+    fake.inject("timeout", "/stocks/2020-12-01")
+    fake.inject("drop", "/stocks/2020-06-01")
+    fake.inject("500", "/stocks/2020-06-01")  # twice in a row on one session
+    fake.inject("429", "/v3/reference/splits")
+    fake.inject("drop", "/v3/reference/tickers")
+    fake.inject("500", "/v2/snapshot/")
+    assert poly("--as-of", EVENING, "prepare").exit_code == 0
+    assert poly("--as-of", MORNING, "validate").exit_code == 0
+    assert decided(poly.plan()) == decided(reference[MORNING])
+    assert fake.faults == [] and fake.count(status=429) == 3 and fake.count(status=500) == 3
+    assert fake.count("/grouped/", 200) == sessions_read(SCAN)
+
+
+def test_retries_that_run_out_leave_no_plan(poly, fake):
+    fake.inject("500", "/grouped/", times=4)
+    r = poly("--as-of", EVENING, "prepare")
+    assert r.exit_code == 1
+    assert "did not deliver grouped daily bars for session 2021-04-19 after 4 attempts" in r.output
+    assert "Traceback" not in r.output and not (poly.folder / "pending_trades.json").exists()
+
+
+def test_stale_data_is_refused_naming_the_session(poly, fake):
+    fake.published_through = dt.date(2021, 4, 16)  # a paid key asked too early
+    r = poly("--as-of", EVENING, "prepare")
+    assert r.exit_code == 1 and "session 2021-04-19" in r.output and "not published" in r.output
+    assert not (poly.folder / "pending_trades.json").exists()
+    assert not (poly.folder / "data" / "scan_results.json").exists()
+
+
+def test_free_plan_never_asks_for_today_and_works_after_midnight(tmp_path, fake, reference):
+    free = polygon_workspace(tmp_path, plan="free")
+    r = free("--as-of", EVENING, "prepare")
+    assert r.exit_code == 1 and "session 2021-04-19 are not published yet" in r.output and "D+1" in r.output
+    assert fake.requests == [] and not (tmp_path / "pending_trades.json").exists()
+    r = free("--as-of", "2021-04-20T00:30", "prepare")
+    assert r.exit_code == 0, r.output
+    plan = free.plan()
+    assert plan["plan_id"] == reference[EVENING]["plan_id"] and plan["strategies"] == reference[EVENING]["strategies"]
+    assert fake.count("/v2/snapshot/") == 0
+
+
+def test_free_plan_prices_come_from_alpaca(tmp_path, fake, alpaca, reference, monkeypatch):
+    monkeypatch.setenv("ALPACA_API_KEY", alpaca.key)
+    monkeypatch.setenv("ALPACA_SECRET_KEY", alpaca.secret)
+    monkeypatch.setenv("ALPACA_DATA_BASE_URL", alpaca.url)
+    alpaca.session = TARGET
+    free = polygon_workspace(tmp_path, plan="free")
+    assert free("--as-of", "2021-04-20T00:30", "prepare").exit_code == 0
+    r = free("--as-of", MORNING, "validate")
+    assert r.exit_code == 0, r.output
+    checks = free.plan()["validation_results"]["checks"]
+    assert {c["price_source"] for c in checks.values()} == {"alpaca:latest_trade"}
+    assert fake.count("/v2/snapshot/") == 0 and alpaca.count("/v2/stocks/trades/latest", 200) == 1
+    ref = reference[MORNING]["validation_results"]
+    assert {s: c["current_score"] for s, c in checks.items()} == {s: c["current_score"] for s, c in ref["checks"].items()}
+    assert free.plan()["validation_results"]["selected_strategy"] == ref["selected_strategy"]
+
+
+def test_without_any_price_the_picks_are_rejected_with_the_reason(poly, fake):
+    fake.snapshot_entitled = False  # and no Alpaca keys
+    assert poly("--as-of", EVENING, "prepare").exit_code == 0
+    r = poly("--as-of", MORNING, "validate")
+    assert r.exit_code == 0, r.output
+    vr = poly.plan()["validation_results"]
+    assert {c["reason"] for c in vr["checks"].values()} == {"no pre-market price"}
+    assert vr["selected_strategy"] == "BUY_HOLD"
+
+
+@pytest.mark.parametrize("key, code, words, requests", [
+    ("wrong-key", 2, "Polygon does not know POLYGON_API_KEY (401: Unknown API Key)", 1),
+    (None, 2, "POLYGON_API_KEY is not set", 0),
+])
+def test_key_problems_are_one_sentence(poly, fake, monkeypatch, key, code, words, requests):
+    if key is None:
+        monkeypatch.delenv("POLYGON_API_KEY")
+    else:
+        monkeypatch.setenv("POLYGON_API_KEY", key)
+    r = poly("--as-of", EVENING, "prepare")
+    assert r.exit_code == code and words in r.output and "Traceback" not in r.output
+    assert len(fake.requests) == requests and not (poly.folder / "pending_trades.json").exists()
+
+
+def test_history_outside_the_plan_is_refused(poly, fake):
+    fake.history_from = dt.date(2021, 1, 4)
+    r = poly("--as-of", EVENING, "prepare")
+    assert r.exit_code == 2 and "does not reach back to grouped daily bars for session 2020-" in r.output
+    assert not (poly.folder / "pending_trades.json").exists()
+
+
+def test_a_split_learnt_after_the_bars_were_stored_is_applied_on_read(poly, fake, reference):
+    fake.splits_known_through = dt.date(2020, 8, 28)  # AAPL's and TSLA's 2020-08-31 splits not announced yet
+    assert poly("--as-of", "2020-08-28T20:00", "prepare").exit_code == 0
+    assert decided(poly.plan()) == decided(reference["2020-08-28T20:00"])
+    fake.splits_known_through = None
+    assert poly("--as-of", "2020-08-31T20:00", "prepare").exit_code == 0
+    assert decided(poly.plan()) == decided(reference["2020-08-31T20:00"])
+    scan = {t["symbol"]: t for t in json.loads((poly.folder / "data" / "scan_results.json").read_text())["tickers"]}
+    assert scan["AAPL"]["max_drawdown"] < 0.5  # no -75 % day
+
+
+def test_universe_chain_top_n_filters_and_watchlist(tmp_path, fake, sample_bars):
+    p = polygon_workspace(tmp_path, universe="  generator: top_dollar_volume\n  top_n: 40\n  min_price: 100\n"
+                                              "  exclude: [AAPL]\n  watchlist: [F]\n")
+    r = p("--as-of", EVENING, "universe")
+    assert r.exit_code == 0, r.output
+    snap = json.loads((tmp_path / "data" / "universe" / "universe_2021-04-19.json").read_text())
+    day = sample_bars[sample_bars["date"] == SCAN].assign(dv=lambda d: d["close"] * d["volume"])
+    top = day.sort_values("dv", ascending=False, kind="stable").head(40)
+    expected = set(top.loc[top["close"] >= 100, "symbol"]) - {"AAPL"} | {"F", "SPY", "QQQ"}
+    assert set(snap["symbols"]) == expected and "top 40 by dollar volume" in snap["source"]
+    assert [s["step"] for s in snap["steps"]] == ["generator", "close >= 100", "type in ['CS', 'ETF']", "exclude",
+                                                  "watchlist + benchmarks"]
+    assert fake.count("/grouped/") == 1 and not (tmp_path / "pending_trades.json").exists()
+
+
+def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tmp_path, fake, reference):
+    p = polygon_workspace(tmp_path, universe="  watchlist: [HBI]\n")
+    fake._grouped_cache.clear()
+    saved = fake._by_date
+    fake._by_date = {d: g[g["symbol"] != "HBI"] for d, g in saved.items()}  # as grouped daily leaves out OTC names
+    try:
+        assert p("--as-of", EVENING, "prepare").exit_code == 0
+    finally:
+        fake._by_date = saved
+        fake._grouped_cache.clear()
+    assert fake.count("/v2/aggs/ticker/HBI/") == 1
+    assert decided(p.plan()) == decided(reference[EVENING])
+
+
+def test_universe_on_the_sample_source_notes_the_skipped_type_filter(tmp_path, fake):
+    write_config(tmp_path, "  generator: top_dollar_volume\n  top_n: 25\n  exclude: [SPY]\n")
+    r = Prep(tmp_path)("--as-of", EVENING, "universe")
+    assert r.exit_code == 0, r.output
+    snap = json.loads((tmp_path / "data" / "universe" / "universe_2021-04-19.json").read_text())
+    assert snap["data_source"] == "sample" and "SPY" not in snap["symbols"] and "QQQ" in snap["symbols"]
+    assert snap["steps"][1]["skipped"] == "the sample source has no ticker reference data"
+    assert len(fake.requests) == 0

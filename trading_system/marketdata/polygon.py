@@ -1,0 +1,280 @@
+"""Polygon (Massive) REST client on ``requests`` + ``tenacity`` + a token bucket (DESIGN §3, API-NOTES A).
+
+- Auth: ``POLYGON_API_KEY`` sent as ``Authorization: Bearer`` on every request, so
+  ``next_url`` pages (which never carry the key) need nothing extra (A0).
+- Base URL ``https://api.polygon.io``, overridden by ``POLYGON_BASE_URL``.  ``next_url`` is
+  followed as path + query on that base (as the official client does), never re-sending params.
+- Every request has a timeout and takes a token from the limiter first.
+- Retries (tenacity) on 429 (``Retry-After`` honoured), 5xx, timeouts and dropped
+  connections, with exponential backoff and jitter; never on 401/403, which become one
+  sentence each (unknown key, plan not entitled, today's data before end of day) (A7).
+- A missing ``results`` is ``[]`` (A1); ``status`` is not asserted (A7: OK / DELAYED).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import time
+import urllib.parse
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import requests
+import tenacity
+
+from ..config import PolygonConfig, secret
+from ..errors import ConfigError, DataError
+from .ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.polygon.io"
+ET = ZoneInfo("America/New_York")
+RETRY_STATUS = {413, 429, 499, 500, 502, 503, 504}  # the official client's list (A7)
+MAX_PAGES = 1000  # next_url loops are bounded
+
+
+class NotEntitledError(ConfigError):
+    """HTTP 403: the key's plan does not include this endpoint or data (fatal, never retried)."""
+
+
+class NotPublishedError(DataError):
+    """HTTP 403 "today's data before end of day": the session is not published yet for this plan."""
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt; ``retry_after`` in seconds when the server said so."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), ``None`` if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def _message(resp: requests.Response) -> str:
+    """The vendor's words: ``error`` (status ERROR bodies) or ``message`` (NOT_AUTHORIZED, NOT_FOUND)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return (resp.text or "").strip()[:200] or resp.reason or ""
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body.get("status") or "").strip()
+    return ""
+
+
+def et_date_of_ms(ms: float) -> dt.date:
+    """The America/New_York date of a Unix-milliseconds timestamp (Polygon's ``t``)."""
+    return dt.datetime.fromtimestamp(ms / 1000.0, tz=ET).date()
+
+
+class PolygonClient:
+    """One key, one base URL, one limiter; methods return DataFrames or plain dicts.
+
+    ``sleep`` is injectable so tests can record the waits instead of spending them.
+    ``requests_made`` counts HTTP attempts (retries included).
+    """
+
+    def __init__(self, api_key: str, cfg: PolygonConfig, base_url: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.cfg = cfg
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json",
+                                     "User-Agent": "prep (trading_system)"})
+        self._sleep = sleep
+        self.limiter = TokenBucket(cfg.requests_per_minute, cfg.burst)
+        self.requests_made = 0
+        self._backoff = tenacity.wait_exponential_jitter(multiplier=cfg.backoff_seconds, max=cfg.max_backoff_seconds,
+                                                         jitter=cfg.backoff_seconds)
+
+    @classmethod
+    def from_env(cls, cfg: PolygonConfig, sleep: Callable[[float], None] = time.sleep) -> "PolygonClient":
+        """A client with ``POLYGON_API_KEY`` and ``POLYGON_BASE_URL`` from the environment / ``.env``.
+
+        Raises:
+            ConfigError: ``POLYGON_API_KEY`` is not set.
+        """
+        key = secret("POLYGON_API_KEY")
+        if key is None:
+            raise ConfigError("POLYGON_API_KEY is not set; put your Polygon key in the environment or in .env "
+                              "beside config.yaml (or set data.source: sample).")
+        return cls(key, cfg, secret("POLYGON_BASE_URL"), sleep=sleep)
+
+    # ------------------------------------------------------------------ transport
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.cfg.max_backoff_seconds)
+        return self._backoff(state)
+
+    def _once(self, url: str, params: dict | None, what: str) -> dict:
+        self.limiter.acquire()
+        self.requests_made += 1
+        try:
+            resp = self.session.get(url, params=params, timeout=self.cfg.timeout_seconds, allow_redirects=False)
+        except requests.Timeout as exc:
+            raise _Retryable(f"no answer within {self.cfg.timeout_seconds:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise _Retryable("the connection dropped") from exc
+        if resp.status_code == 200:
+            try:
+                body = resp.json()
+            except ValueError as exc:
+                raise _Retryable("a 200 answer that is not JSON") from exc
+            if not isinstance(body, (dict, list)):
+                raise DataError(f"Polygon answered {what} with an unexpected body; try again later.")
+            return body
+        msg = _message(resp)
+        if resp.status_code in RETRY_STATUS or resp.status_code >= 500:
+            label = "rate limited (429)" if resp.status_code == 429 else f"HTTP {resp.status_code}"
+            raise _Retryable(f"{label}{': ' + msg if msg else ''}", _retry_after(resp.headers.get("Retry-After")))
+        self._refuse(resp.status_code, msg, what)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _refuse(status: int, msg: str, what: str) -> None:
+        low = msg.lower()
+        if status == 401:
+            if "not provided" in low:
+                raise ConfigError("no API key reached Polygon (401: API Key was not provided); "
+                                  "set POLYGON_API_KEY in the environment or .env.")
+            raise ConfigError(f"Polygon does not know POLYGON_API_KEY (401: {msg or 'Unauthorized'}); "
+                              "check the key in the environment or .env.")
+        if status == 403:
+            if "before end of day" in low:
+                raise NotPublishedError(f"Polygon has not published {what} yet (403: today's data before end of "
+                                        "day); on the free plan day D appears on D+1 ET, so run after midnight ET "
+                                        "or use a paid plan.")
+            if "timeframe" in low:
+                raise NotEntitledError(f"your Polygon plan does not reach back to {what} (403: {msg}); "
+                                       "pick a later --as-of or upgrade the plan.")
+            raise NotEntitledError(f"your Polygon plan is not entitled to {what} (403: {msg or 'Forbidden'}); "
+                                   "upgrade the plan or set polygon.plan: free in config.yaml.")
+        raise DataError(f"Polygon refused {what} (HTTP {status}: {msg or 'no message'}).")
+
+    def get(self, path_or_url: str, params: dict | None = None, what: str = "the request") -> dict:
+        """GET one resource with limiter, timeout and retries; returns the decoded JSON body.
+
+        ``path_or_url`` is a path on the base URL, or a ``next_url`` (its host is replaced by
+        the base URL's).  ``what`` names the data in error sentences.
+
+        Raises:
+            ConfigError: 401 (unknown or missing key); NotEntitledError 403 (plan).
+            NotPublishedError: 403 today's data before end of day.
+            DataError: another 4xx, or still failing after ``polygon.max_retries`` retries.
+        """
+        if path_or_url.startswith("http"):
+            parts = urllib.parse.urlsplit(path_or_url)
+            url = f"{self.base_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+        else:
+            url = f"{self.base_url}{path_or_url}"
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            stop=tenacity.stop_after_attempt(self.cfg.max_retries + 1),
+            wait=self._wait, sleep=self._sleep, reraise=True,
+            before_sleep=lambda s: log.warning("polygon %s: %s; retry %d in %.2f s", what,
+                                               s.outcome.exception(), s.attempt_number,
+                                               s.next_action.sleep if s.next_action else 0.0))
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._once(url, params, what)
+        except _Retryable as exc:
+            raise DataError(f"Polygon did not deliver {what} after {self.cfg.max_retries + 1} attempts "
+                            f"(last: {exc.reason}); try again later.") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_pages(self, path: str, params: dict, what: str) -> list[dict]:
+        """Every ``results`` item of a paginated endpoint, following ``next_url`` until it is absent."""
+        items: list[dict] = []
+        body = self.get(path, params, what)
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            items.extend(body.get("results") or [])
+            nxt = body.get("next_url")
+            if not nxt or nxt in seen:
+                return items
+            seen.add(nxt)
+            body = self.get(nxt, None, what)
+        raise DataError(f"Polygon kept paginating {what} past {MAX_PAGES} pages; try again later.")
+
+    # ------------------------------------------------------------------ endpoints
+
+    def grouped_daily(self, session: dt.date) -> pd.DataFrame:
+        """Raw (``adjusted=false``) bars of every US stock for one session: one request (A2).
+
+        Returns symbol, date, open, high, low, close (dollars), volume (shares, int64);
+        an empty frame when Polygon has no ``results`` (holiday, weekend, not published).
+        """
+        body = self.get(f"/v2/aggs/grouped/locale/us/market/stocks/{session:%Y-%m-%d}", {"adjusted": "false"},
+                        what=f"grouped daily bars for session {session}")
+        return _bars_frame(body.get("results") or [], session=session)
+
+    def aggregates(self, ticker: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Raw daily bars of one ticker over [start, end], inclusive (A1): back-fills one symbol."""
+        path = f"/v2/aggs/ticker/{urllib.parse.quote(ticker, safe='')}/range/1/day/{start:%Y-%m-%d}/{end:%Y-%m-%d}"
+        rows = self.get_pages(path, {"adjusted": "false", "sort": "asc", "limit": 50000},
+                              what=f"daily bars of {ticker} from {start} to {end}")
+        return _bars_frame(rows, ticker=ticker)
+
+    def splits(self, since: dt.date) -> pd.DataFrame:
+        """Every split with an execution (ex-) date on or after ``since``, announced ones included.
+
+        Returns symbol, date (ex-date), ratio = split_to / split_from (4.0 for a 4-for-1).
+        """
+        rows = self.get_pages("/v3/reference/splits", {"execution_date.gte": f"{since:%Y-%m-%d}", "limit": 1000,
+                                                       "sort": "execution_date", "order": "asc"},
+                              what=f"splits since {since}")
+        out = [{"symbol": r["ticker"], "date": dt.date.fromisoformat(r["execution_date"]),
+                "ratio": float(r["split_to"]) / float(r["split_from"])}
+               for r in rows if r.get("ticker") and r.get("execution_date") and r.get("split_from")]
+        return pd.DataFrame(out, columns=["symbol", "date", "ratio"])
+
+    def tickers(self, ticker_type: str) -> pd.DataFrame:
+        """Active US stock tickers of one type (``CS``, ``ETF``...), all pages (A4): ticker, type, name."""
+        rows = self.get_pages("/v3/reference/tickers", {"type": ticker_type, "market": "stocks", "active": "true",
+                                                        "limit": 1000}, what=f"the {ticker_type} ticker list")
+        return pd.DataFrame([{"ticker": r["ticker"], "type": r.get("type", ticker_type), "name": r.get("name", "")}
+                             for r in rows], columns=["ticker", "type", "name"])
+
+    def snapshot(self, tickers: list[str]) -> dict[str, dict]:
+        """The stocks snapshot of ``tickers`` (A5), by ticker; raises NotEntitledError on plans without it."""
+        body = self.get("/v2/snapshot/locale/us/markets/stocks/tickers", {"tickers": ",".join(tickers)},
+                        what="the stocks snapshot")
+        return {t["ticker"]: t for t in body.get("tickers") or [] if isinstance(t, dict) and t.get("ticker")}
+
+
+def _bars_frame(rows: list[dict], session: dt.date | None = None, ticker: str | None = None) -> pd.DataFrame:
+    """Polygon bar rows (``T``, o, h, l, c, v, ``t`` in ms) -> BAR_COLUMNS frame, raw."""
+    cols = ["symbol", "date", "open", "high", "low", "close", "volume"]
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, [str, object] + [float] * 4 + ["int64"])})
+    df = pd.DataFrame(rows)
+    out = pd.DataFrame({
+        "symbol": df["T"].astype(str) if ticker is None else ticker,
+        "date": session if session is not None else [et_date_of_ms(t) for t in df["t"]],
+        "open": df["o"].astype(float), "high": df["h"].astype(float), "low": df["l"].astype(float),
+        "close": df["c"].astype(float), "volume": df["v"].astype(float).round().astype("int64"),
+    })
+    return out[cols]
