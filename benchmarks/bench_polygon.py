@@ -88,7 +88,7 @@ def main(quick: bool) -> None:
         symbols = sorted(set(fake.raw["symbol"]))
         base_req, base_s = per_ticker(fake, symbols, start, scan)
     rows += [(f"cold prepare, {len(symbols)} symbols", cold_req, cold_s, f"<= {needed + 5}"),
-             (f"warm prepare (one new session)", warm_req, warm_s, "<= 3"),
+             ("warm prepare (one new session)", warm_req, warm_s, "<= 3"),
              (f"per-ticker baseline, {len(symbols)} symbols", base_req, base_s, "")]
     with PolygonFake(replicas=9) as fake, tempfile.TemporaryDirectory() as tmp:
         fake.latency = LATENCY

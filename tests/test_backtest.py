@@ -2,7 +2,6 @@
 
 import datetime as dt
 import json
-import math
 from pathlib import Path
 
 import pytest

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -21,6 +19,7 @@ import pydantic_core
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .atomic import atomic_write
 from .errors import LockHeldError, PlanError
 
 SCHEMA_VERSION = 1
@@ -144,19 +143,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
     pydantic-core (stdlib ``json`` falls back to its pure-Python encoder once ``indent``
     is set, ~25x slower on a plan); dates and datetimes as ISO 8601, other objects by ``str``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pydantic_core.to_json(data, indent=2, fallback=str))
-            fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = pydantic_core.to_json(data, indent=2, fallback=str) + b"\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def load_plan(path: Path) -> Plan | None:

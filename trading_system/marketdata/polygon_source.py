@@ -25,11 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from .. import sessions
+from ..atomic import atomic_write
 from ..config import Config, secret
 from ..errors import DataError
 from .base import Quote
 from .polygon import NotEntitledError, PolygonClient, et_date_of_ms
-from .store import BarStore, _atomic_write
+from .store import BarStore
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class PolygonSource:
     def _save_meta(self, **changes) -> None:
         meta = {**self._meta(), **changes}
         text = json.dumps(meta, indent=1, sort_keys=True)
-        _atomic_write(self._meta_path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(self._meta_path, lambda tmp: Path(tmp).write_text(text))
 
     def _today(self) -> dt.date:
         return self.clock.now().astimezone(sessions.ET).date()
@@ -199,7 +200,7 @@ class PolygonSource:
                  and (self._today() - dt.date.fromisoformat(checked)).days < self.cfg.polygon.tickers_max_age_days)
         if not fresh:
             table = pd.concat([self.client.tickers(t) for t in types], ignore_index=True)
-            _atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+            atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
             self._save_meta(tickers_checked=str(self._today()), tickers_types=types)
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         return table.drop_duplicates("ticker").set_index("ticker")["type"]

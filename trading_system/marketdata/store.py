@@ -13,13 +13,12 @@ nothing dated after it, bar or split, is ever visible.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_write
 from ..errors import DataError
 
 BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
@@ -54,20 +53,6 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date) -> 
         out[col] = out[col].to_numpy() / factor
     out["volume"] = out["volume"].to_numpy() * factor
     return out
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BarStore:
@@ -160,14 +145,14 @@ class BarStore:
         merged = pd.concat([self.raw_bars(), new[BAR_COLUMNS]], ignore_index=True)
         merged = merged.drop_duplicates(["symbol", "date"], keep="last")
         merged = merged.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
-        _atomic_write(self.bars_path, lambda tmp: merged.to_parquet(tmp, index=False, compression="zstd"))
+        atomic_write(self.bars_path, lambda tmp: merged.to_parquet(tmp, index=False, compression="zstd"))
         self._bars = merged
 
     def write_splits(self, splits: pd.DataFrame) -> None:
         """Replace the stored splits (symbol, date, ratio), atomically."""
         sp = splits[["symbol", "date", "ratio"]].drop_duplicates(["symbol", "date"], keep="last")
         sp = sp.sort_values(["symbol", "date"]).reset_index(drop=True)
-        _atomic_write(self.splits_path, lambda tmp: sp.to_csv(tmp, index=False))
+        atomic_write(self.splits_path, lambda tmp: sp.to_csv(tmp, index=False))
         self._splits = None
 
 
