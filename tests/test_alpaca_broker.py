@@ -18,7 +18,8 @@ PRICES = sample_prices()
 
 
 def broker_for(fake: FakeAlpaca, **kw) -> AlpacaBroker:
-    kw = {"timeout": 2.0, "connect_timeout": 1.0, "read_attempts": 3, "retry_wait": 0.01, **kw}
+    # Generous timeouts: a slow CI machine must not turn one request into a retried two.
+    kw = {"timeout": 10.0, "connect_timeout": 5.0, "read_attempts": 3, "retry_wait": 0.01, **kw}
     return AlpacaBroker(fake.key, fake.secret, paper=True, url_override=fake.url, **kw)
 
 
