@@ -31,7 +31,7 @@ import pandas as pd
 
 from .config import BucketsConfig, EligibilityConfig, ScoringConfig
 from .indicators import (_tail, composite_score, gradual_loss, max_drawdown, rsi_fit,
-                         sharpe_volatility, trend, wilder_rsi)
+                         sharpe_volatility, trend, wilder_rsi, wilder_rsi_last)
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -146,10 +146,40 @@ def closes_panel(bars: pd.DataFrame, depth: int) -> tuple[pd.Index, np.ndarray]:
 # --------------------------------------------------------------------------- the pipeline
 
 
+def _factorize_grouped(column: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """``pd.factorize(column, sort=True)`` for an Arrow string column already grouped in order.
+
+    The bar sources return rows sorted by symbol, so the codes are the run numbers and the
+    uniques the runs' first values: found by one C comparison of neighbours instead of a
+    hash table.  None (use ``pd.factorize``) unless the column is Arrow-backed, has no
+    null and its runs are strictly increasing (which proves it grouped and sorted).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(column.dtype, (pd.StringDtype, pd.ArrowDtype)) or len(column) < 2:
+        return None
+    try:
+        arr = pa.array(column.array)
+    except (TypeError, pa.ArrowInvalid):
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    n = len(arr)
+    starts = np.flatnonzero(np.append(True, np.asarray(pc.not_equal(arr.slice(1), arr.slice(0, n - 1)))))
+    runs = arr.take(pa.array(starts))
+    if len(runs) > 1 and not pc.all(pc.greater(runs.slice(1), runs.slice(0, len(runs) - 1))).as_py():
+        return None
+    codes = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.append(starts, n)))
+    return codes, np.asarray(runs.to_pylist(), dtype=object)
+
+
 def _arrays(bars: pd.DataFrame):
     """(symbols, codes, days, close, volume) of long bars, rows sorted by (symbol, date)."""
     symbols_col = bars["symbol"]
-    codes, symbols = pd.factorize(symbols_col, sort=True)
+    codes, symbols = _factorize_grouped(symbols_col) or pd.factorize(symbols_col, sort=True)
     codes = np.asarray(codes, dtype=np.int64)
     days = _day_numbers(bars["date"])
     close = bars["close"].to_numpy(dtype=float, na_value=np.nan)
@@ -175,7 +205,7 @@ def _metrics(codes: np.ndarray, close: np.ndarray, n_symbols: int, scoring: Scor
     closes = _panel(codes, close, n_symbols, depth, from_end)
     L = scoring.lookback
     sharpe, volatility = sharpe_volatility(closes, L, scoring.risk_free_rate, scoring.periods_per_year)
-    rsi = wilder_rsi(_tail(closes, scoring.rsi_window), scoring.rsi_period)[-1]
+    rsi = wilder_rsi_last(_tail(closes, scoring.rsi_window), scoring.rsi_period)
     mdd = max_drawdown(closes, L + 1)
     gl = gradual_loss(closes, L, scoring.sma_window)
     tr = trend(closes, scoring.sma_window, scoring.trend_band)
