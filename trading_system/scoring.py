@@ -327,25 +327,18 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     prices = np.array([_price(provisional[s]) for s in names], dtype=float)
     usable = np.isfinite(prices) & (prices > 0)
 
+    # The history's rows in (symbol, date) order as arrays, then only the usable symbols'
+    # bars dated before the session (filtering arrays, not the frame).
+    h_pos = np.empty(0, dtype=np.int64)
+    h_close = np.empty(0)
     if len(history):
-        days_all = _day_numbers(history["date"])
-        session_day = (session - _EPOCH).days
-        mask = (days_all < session_day) & history["symbol"].isin(
-            [s for s, ok in zip(names, usable) if ok]).to_numpy()
-        hist = history.loc[mask, ["symbol", "date", "close", "volume"]]
-    else:
-        hist = history.iloc[0:0]
-    if len(hist):
-        _symbols, h_codes, h_days, h_close, _h_volume = _arrays(hist)
-        h_names = np.asarray(_symbols, dtype=object)
-    else:
-        h_codes = np.empty(0, dtype=np.int64)
-        h_close = np.empty(0)
-        h_names = np.empty(0, dtype=object)
-
-    # Map history codes onto positions in `names`, then append one provisional row each.
-    pos = pd.Index(names).get_indexer(h_names) if len(h_names) else np.empty(0, dtype=np.int64)
-    h_pos = pos[h_codes] if len(h_codes) else h_codes
+        h_symbols, h_codes, h_days, h_close, _h_volume = _arrays(history)
+        ok = {s for s, good in zip(names, usable) if good}
+        wanted = np.array([s in ok for s in h_symbols], dtype=bool)
+        mask = (h_days < (session - _EPOCH).days) & wanted[h_codes]
+        # Map history codes onto positions in `names`, then append one provisional row each.
+        h_pos = pd.Index(names).get_indexer(h_symbols)[h_codes[mask]].astype(np.int64)
+        h_close = h_close[mask]
     has_history = np.bincount(h_pos, minlength=len(names)) > 0
     scored = usable & has_history
     add = np.flatnonzero(scored)
