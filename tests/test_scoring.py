@@ -539,3 +539,32 @@ def test_date_representations_give_the_same_scan(raw_bars, representation):
         bars, session = base, pd.Timestamp(SESSION)
     got = score_universe(bars, session, SCORING, ELIGIBILITY, BUCKETS)
     pd.testing.assert_frame_equal(got, want, check_index_type=False)
+
+
+# --------------------------------------------------------------------------- fast paths, same bits
+
+
+def test_last_row_rsi_is_the_full_rsi_to_the_bit(raw_bars):
+    """The scan's last-row RSI (one (2, S) state) gives exactly the bits of ``wilder_rsi(...)[-1]``,
+    on real closes with late listings (seeds on many rows) and every padding depth."""
+    from trading_system.indicators import wilder_rsi_last
+
+    recent = raw_bars[pd.to_datetime(raw_bars["date"]) >= pd.Timestamp(2020, 6, 1)]
+    for depth in (250, 120, 15, 14):
+        _symbols, panel = closes_panel(recent, depth)
+        want = wilder_rsi(panel, 14)[-1]
+        got = wilder_rsi_last(panel, 14)
+        assert np.array_equal(got.view(np.uint64), want.view(np.uint64))
+        assert np.isnan(got).all() == (depth < 15)
+
+
+def test_grouped_symbols_factorize_like_pandas(raw_bars):
+    """Rows grouped by symbol in order are factorized from their runs; anything else falls back."""
+    from trading_system.scoring import _factorize_grouped
+
+    column = raw_bars.sort_values(["symbol", "date"])["symbol"].astype("str")
+    codes, symbols = _factorize_grouped(column)
+    want_codes, want_symbols = pd.factorize(column, sort=True)
+    assert np.array_equal(codes, want_codes) and list(symbols) == list(want_symbols)
+    assert _factorize_grouped(column.iloc[::-1]) is None           # runs not increasing
+    assert _factorize_grouped(column.astype(object)) is None       # not Arrow-backed

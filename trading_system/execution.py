@@ -121,10 +121,18 @@ class ExecutionReport:
             "reached_targets": self.reached_targets,
             "account_before": dataclasses.asdict(self.account_before),
             "account_after": dataclasses.asdict(self.account_after) if self.account_after else None,
-            "orders": [dataclasses.asdict(o) for o in self.orders],
+            "orders": [_fields(o) for o in self.orders],
             "skipped": [{"symbol": s, "delta": round(d, 2), "reason": r} for s, d, r in self.skipped],
             "residual": [{"symbol": s, "delta": round(d, 2)} for s, d in self.residual],
         }
+
+
+def _fields(record: OrderRecord) -> dict:
+    """``dataclasses.asdict`` of a record (its fields are all scalars), without the deep copy."""
+    return {f: getattr(record, f) for f in _RECORD_FIELDS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(OrderRecord))
 
 
 def poll(broker: Broker, records: Sequence[OrderRecord], since: dt.datetime | None) -> None:

@@ -29,6 +29,57 @@ def _first_valid_row(panel: np.ndarray) -> np.ndarray:
     return first
 
 
+def _wilder_averages(arr: np.ndarray, period: int, record: np.ndarray | None = None) -> np.ndarray | None:
+    """Wilder's (avg_gain, avg_loss) of a ``(T, S)`` close panel after its last close: ``(2, S)``.
+
+    The recursion of :func:`wilder_rsi`, run on one ``(2, S)`` state (gains and losses side
+    by side, so one in-place step per row moves both).  ``record`` (``(T, 2, S)``, NaN-filled)
+    receives the state after every close when given.  None when no column gets a seed.
+    """
+    T, S = arr.shape
+    moves = np.empty((T - 1, 2, S))               # moves[i] = (gain, loss) of d[i] = close[i+1] - close[i]
+    np.subtract(arr[1:], arr[:-1], out=moves[:, 0])
+    np.negative(moves[:, 0], out=moves[:, 1])
+    np.maximum(moves, 0.0, out=moves)             # NaN stays NaN (padding)
+    first = _first_valid_row(arr)                 # first close row; its first change is d[first]
+    seed_row = first + period - 1                 # the change row that completes the seed
+    has_seed = seed_row <= T - 2
+    if not has_seed.any():
+        return None
+    # Seed: the sum of the first `period` gains (losses), accumulated in order as TA-Lib does,
+    # for each group of columns whose first close is on the same row.  The padding above
+    # it adds exact zeros: one zero row in front of the sum stands for all of them.
+    seeded_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for row in np.unique(seed_row[has_seed]):
+        row = int(row)
+        cols = np.flatnonzero(has_seed & (seed_row == row))
+        lo = row - period + 1                     # the group's first change row
+        terms = np.nan_to_num(moves[max(lo - 1, 0): row + 1, :, cols])
+        if lo > 0:
+            terms[0] = 0.0
+        seeded_at[row] = (cols, np.cumsum(terms, axis=0)[-1] / period)
+    state = np.full((2, S), np.nan)
+    keep = period - 1
+    for i in range(min(seeded_at), T - 1):
+        # Wilder's step for every column, in place: avg = (avg * (period - 1) + current) / period.
+        # A column not yet seeded stays NaN; at its own seed row its average is set to the seed.
+        state *= keep
+        state += moves[i]
+        state /= period
+        seeded = seeded_at.get(i)
+        if seeded is not None:
+            state[:, seeded[0]] = seeded[1]
+        if record is not None:
+            record[i + 1] = state
+    return state
+
+
+def _rsi(avg_gain: np.ndarray, avg_loss: np.ndarray) -> np.ndarray:
+    total = avg_gain + avg_loss
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total == 0.0, 0.0, 100.0 * (avg_gain / total))
+
+
 def wilder_rsi(closes: np.ndarray, period: int) -> np.ndarray:
     """RSI(period) with Wilder's smoothing, as TA-Lib's ``TA_RSI`` computes it, per column.
 
@@ -53,49 +104,23 @@ def wilder_rsi(closes: np.ndarray, period: int) -> np.ndarray:
         arr = arr[:, None]
     T, S = arr.shape
     out = np.full((T, S), np.nan)
-    if T < period + 1 or S == 0:
-        return out[:, 0] if one_d else out
-    d = np.diff(arr, axis=0)                      # (T-1, S): d[i] = close[i+1] - close[i]
-    gain = np.maximum(d, 0.0)                     # NaN stays NaN (padding)
-    loss = np.maximum(-d, 0.0)
-    first = _first_valid_row(arr)                 # first close row; its first change is d[first]
-    seed_row = first + period - 1                 # the change row that completes the seed
-    has_seed = seed_row <= T - 2
-    if not has_seed.any():
-        return out[:, 0] if one_d else out
-    # Seed: the sum of the first `period` gains (losses), accumulated in order as TA-Lib does.
-    # Padding contributes exact zeros, so the running sum at the seed row is that sum.
-    cols = np.arange(S)
-    safe_row = np.where(has_seed, seed_row, 0)
-    seed_gain = np.cumsum(np.nan_to_num(gain), axis=0)[safe_row, cols] / period
-    seed_loss = np.cumsum(np.nan_to_num(loss), axis=0)[safe_row, cols] / period
-    seeded_at: dict[int, np.ndarray] = {}
-    for row in np.unique(seed_row[has_seed]):
-        seeded_at[int(row)] = np.flatnonzero(has_seed & (seed_row == row))
-    avg_gain = np.full((T, S), np.nan)
-    avg_loss = np.full((T, S), np.nan)
-    g = np.full(S, np.nan)
-    lo = np.full(S, np.nan)
-    keep = period - 1
-    for i in range(min(seeded_at), T - 1):
-        # Wilder's step for every column, in place: avg = (avg * (period - 1) + current) / period.
-        # A column not yet seeded stays NaN; at its own seed row its average is set to the seed.
-        g *= keep
-        g += gain[i]
-        g /= period
-        lo *= keep
-        lo += loss[i]
-        lo /= period
-        cols = seeded_at.get(i)
-        if cols is not None:
-            g[cols] = seed_gain[cols]
-            lo[cols] = seed_loss[cols]
-        avg_gain[i + 1] = g
-        avg_loss[i + 1] = lo
-    total = avg_gain + avg_loss
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total == 0.0, 0.0, 100.0 * (avg_gain / total))
+    if T >= period + 1 and S:
+        record = np.full((T, 2, S), np.nan)
+        if _wilder_averages(arr, period, record) is not None:
+            out = _rsi(record[:, 0], record[:, 1])
     return out[:, 0] if one_d else out
+
+
+def wilder_rsi_last(closes: np.ndarray, period: int) -> np.ndarray:
+    """``wilder_rsi(closes, period)[-1]``, to the bit, without keeping every row: ``(S,)``.
+
+    The scan needs only each symbol's RSI after its last close; holding one ``(2, S)``
+    state instead of ``(T, 2, S)`` averages keeps the work in cache.
+    """
+    arr = np.asarray(closes, dtype=float)
+    T, S = arr.shape
+    state = _wilder_averages(arr, period) if T >= period + 1 and S else None
+    return np.full(S, np.nan) if state is None else _rsi(state[0], state[1])
 
 
 def sharpe_volatility(

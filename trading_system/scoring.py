@@ -31,7 +31,7 @@ import pandas as pd
 
 from .config import BucketsConfig, EligibilityConfig, ScoringConfig
 from .indicators import (_tail, composite_score, gradual_loss, max_drawdown, rsi_fit,
-                         sharpe_volatility, trend, wilder_rsi)
+                         sharpe_volatility, trend, wilder_rsi, wilder_rsi_last)
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -125,7 +125,8 @@ def _panel(codes: np.ndarray, values: np.ndarray, n_symbols: int, depth: int,
     if from_end is None:
         from_end = _rows_from_end(codes, n_symbols)
     keep = np.flatnonzero(from_end < depth)
-    panel[depth - 1 - from_end[keep], codes[keep]] = values[keep]
+    # One scatter through the flat (row-major) index: twice as fast as a 2-D fancy assignment.
+    panel.ravel()[(depth - 1 - from_end[keep]) * n_symbols + codes[keep]] = values[keep]
     return panel
 
 
@@ -146,10 +147,40 @@ def closes_panel(bars: pd.DataFrame, depth: int) -> tuple[pd.Index, np.ndarray]:
 # --------------------------------------------------------------------------- the pipeline
 
 
+def _factorize_grouped(column: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """``pd.factorize(column, sort=True)`` for an Arrow string column already grouped in order.
+
+    The bar sources return rows sorted by symbol, so the codes are the run numbers and the
+    uniques the runs' first values: found by one C comparison of neighbours instead of a
+    hash table.  None (use ``pd.factorize``) unless the column is Arrow-backed, has no
+    null and its runs are strictly increasing (which proves it grouped and sorted).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(column.dtype, (pd.StringDtype, pd.ArrowDtype)) or len(column) < 2:
+        return None
+    try:
+        arr = pa.array(column.array)
+    except (TypeError, pa.ArrowInvalid):
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    n = len(arr)
+    starts = np.flatnonzero(np.append(True, np.asarray(pc.not_equal(arr.slice(1), arr.slice(0, n - 1)))))
+    runs = arr.take(pa.array(starts))
+    if len(runs) > 1 and not pc.all(pc.greater(runs.slice(1), runs.slice(0, len(runs) - 1))).as_py():
+        return None
+    codes = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.append(starts, n)))
+    return codes, np.asarray(runs.to_pylist(), dtype=object)
+
+
 def _arrays(bars: pd.DataFrame):
     """(symbols, codes, days, close, volume) of long bars, rows sorted by (symbol, date)."""
     symbols_col = bars["symbol"]
-    codes, symbols = pd.factorize(symbols_col, sort=True)
+    codes, symbols = _factorize_grouped(symbols_col) or pd.factorize(symbols_col, sort=True)
     codes = np.asarray(codes, dtype=np.int64)
     days = _day_numbers(bars["date"])
     close = bars["close"].to_numpy(dtype=float, na_value=np.nan)
@@ -175,7 +206,7 @@ def _metrics(codes: np.ndarray, close: np.ndarray, n_symbols: int, scoring: Scor
     closes = _panel(codes, close, n_symbols, depth, from_end)
     L = scoring.lookback
     sharpe, volatility = sharpe_volatility(closes, L, scoring.risk_free_rate, scoring.periods_per_year)
-    rsi = wilder_rsi(_tail(closes, scoring.rsi_window), scoring.rsi_period)[-1]
+    rsi = wilder_rsi_last(_tail(closes, scoring.rsi_window), scoring.rsi_period)
     mdd = max_drawdown(closes, L + 1)
     gl = gradual_loss(closes, L, scoring.sma_window)
     tr = trend(closes, scoring.sma_window, scoring.trend_band)
@@ -297,25 +328,18 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     prices = np.array([_price(provisional[s]) for s in names], dtype=float)
     usable = np.isfinite(prices) & (prices > 0)
 
+    # The history's rows in (symbol, date) order as arrays, then only the usable symbols'
+    # bars dated before the session (filtering arrays, not the frame).
+    h_pos = np.empty(0, dtype=np.int64)
+    h_close = np.empty(0)
     if len(history):
-        days_all = _day_numbers(history["date"])
-        session_day = (session - _EPOCH).days
-        mask = (days_all < session_day) & history["symbol"].isin(
-            [s for s, ok in zip(names, usable) if ok]).to_numpy()
-        hist = history.loc[mask, ["symbol", "date", "close", "volume"]]
-    else:
-        hist = history.iloc[0:0]
-    if len(hist):
-        _symbols, h_codes, h_days, h_close, _h_volume = _arrays(hist)
-        h_names = np.asarray(_symbols, dtype=object)
-    else:
-        h_codes = np.empty(0, dtype=np.int64)
-        h_close = np.empty(0)
-        h_names = np.empty(0, dtype=object)
-
-    # Map history codes onto positions in `names`, then append one provisional row each.
-    pos = pd.Index(names).get_indexer(h_names) if len(h_names) else np.empty(0, dtype=np.int64)
-    h_pos = pos[h_codes] if len(h_codes) else h_codes
+        h_symbols, h_codes, h_days, h_close, _h_volume = _arrays(history)
+        ok = {s for s, good in zip(names, usable) if good}
+        wanted = np.array([s in ok for s in h_symbols], dtype=bool)
+        mask = (h_days < (session - _EPOCH).days) & wanted[h_codes]
+        # Map history codes onto positions in `names`, then append one provisional row each.
+        h_pos = pd.Index(names).get_indexer(h_symbols)[h_codes[mask]].astype(np.int64)
+        h_close = h_close[mask]
     has_history = np.bincount(h_pos, minlength=len(names)) > 0
     scored = usable & has_history
     add = np.flatnonzero(scored)

@@ -92,6 +92,7 @@ def _ts(d: dt.date) -> pd.Timestamp:
     return pd.Timestamp(d)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def is_session(d: dt.date) -> bool:
     """Whether the exchange trades on date ``d``."""
     cal = calendar()
@@ -101,22 +102,26 @@ def is_session(d: dt.date) -> bool:
     return bool(cal.is_session(ts))
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def session_open(d: dt.date) -> dt.datetime:
     """The regular-hours open of session ``d`` (tz-aware ET)."""
     return calendar().session_open(_ts(d)).tz_convert(ET).to_pydatetime()
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def session_close(d: dt.date) -> dt.datetime:
     """The regular-hours close of session ``d`` (tz-aware ET; early closes included)."""
     return calendar().session_close(_ts(d)).tz_convert(ET).to_pydatetime()
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def next_session(d: dt.date) -> dt.date:
     """The first session strictly after date ``d`` (Friday -> Monday, holidays skipped)."""
     cal = calendar()
     return cal.date_to_session(_ts(d) + pd.Timedelta(days=1), direction="next").date()
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def previous_session(d: dt.date) -> dt.date:
     """The last session strictly before date ``d``."""
     cal = calendar()

@@ -39,15 +39,26 @@ class Universe:
                 "symbols": self.symbols}
 
 
+#: The last constituents file read: (path, mtime_ns, size) -> its symbols.  A backtest scans
+#: hundreds of nights from one process; the file is parsed again only when it changes.
+_CONSTITUENTS: dict[tuple[str, int, int], frozenset[str]] = {}
+
+
 def _constituents(cfg: Config) -> set[str]:
     path: Path = cfg.path(cfg.universe.constituents_file)
+    missing = f"constituents file {path} not found; fix universe.constituents_file in the config."
     try:
-        table = pd.read_csv(path, dtype=str)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _CONSTITUENTS:
+            table = pd.read_csv(path, dtype=str)
+            if "symbol" not in table.columns:
+                raise ConfigError(f"constituents file {path} has no 'symbol' column.")
+            _CONSTITUENTS.clear()
+            _CONSTITUENTS[key] = frozenset(set(table["symbol"].dropna().str.strip().str.upper()) - {""})
     except FileNotFoundError as exc:
-        raise ConfigError(f"constituents file {path} not found; fix universe.constituents_file in the config.") from exc
-    if "symbol" not in table.columns:
-        raise ConfigError(f"constituents file {path} has no 'symbol' column.")
-    return set(table["symbol"].dropna().str.strip().str.upper()) - {""}
+        raise ConfigError(missing) from exc
+    return set(_CONSTITUENTS[key])
 
 
 def _session_bars(source, session: dt.date | None, why: str) -> pd.DataFrame:

@@ -28,6 +28,10 @@ from ..plan import write_json_atomic
 from .base import Account, Order, OrderRequest, Position
 
 
+#: The Order fields kept in the account file (``submitted_at`` is not).
+_STORED_FIELDS = tuple(f.name for f in dataclasses.fields(Order) if f.name != "submitted_at")
+
+
 class SimulatedBroker:
     """A ``Broker`` over a JSON account file; fills at ``session``'s open.
 
@@ -47,8 +51,18 @@ class SimulatedBroker:
         self._opens: dict[str, float] | None = None
         self._split_list: list | None = None
         self._state = self._load(starting_cash)
-        self._by_cid = {o["client_order_id"]: i for i, o in enumerate(self._state["orders"])}
+        # Frozen Order objects beside the stored dicts, found by client id and by symbol:
+        # a backtest's account holds thousands of orders, and every poll lists a few symbols.
+        self._orders = [Order(**{**o, "submitted_at": None}) for o in self._state["orders"]]
+        self._by_cid: dict[str, int] = {}
+        self._by_symbol: dict[str, list[int]] = {}
+        for i, order in enumerate(self._orders):
+            self._index(i, order)
         self._roll_splits()
+
+    def _index(self, i: int, order: Order) -> None:
+        self._by_cid.setdefault(order.client_order_id, i)
+        self._by_symbol.setdefault(order.symbol, []).append(i)
 
     def move_to(self, session: dt.date) -> None:
         """Carry the account to a later ``session``: its splits applied, its opening prices used.
@@ -137,11 +151,11 @@ class SimulatedBroker:
 
     def get_orders(self, client_order_ids: list[str]) -> list[Order]:
         found = sorted({self._by_cid[c] for c in client_order_ids if c in self._by_cid})
-        return [Order(**{**self._state["orders"][i], "submitted_at": None}) for i in found]
+        return [self._orders[i] for i in found]
 
     def list_orders(self, symbols: list[str], after: dt.datetime | None = None) -> list[Order]:
-        wanted = set(symbols)
-        return [Order(**{**o, "submitted_at": None}) for o in self._state["orders"] if o["symbol"] in wanted]
+        found = sorted(i for s in set(symbols) for i in self._by_symbol.get(s, ()))
+        return [self._orders[i] for i in found]
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         found = self.get_orders([client_order_id])
@@ -183,8 +197,9 @@ class SimulatedBroker:
             filled_avg_price=px,
             reject_reason=reason,
         )
-        self._state["orders"].append({k: v for k, v in dataclasses.asdict(order).items() if k != "submitted_at"})
-        self._by_cid.setdefault(order.client_order_id, len(self._state["orders"]) - 1)
+        self._state["orders"].append({f: getattr(order, f) for f in _STORED_FIELDS})
+        self._orders.append(order)
+        self._index(len(self._orders) - 1, order)
         self._save()
         return order
 

@@ -73,6 +73,7 @@ class CachedSource:
         self._factor = np.ones(len(self._day))
         self._by_day: dict[int, np.ndarray] = {}
         self._last_session: tuple[dt.date, pd.DataFrame] | None = None
+        self._last_read: tuple[tuple, pd.DataFrame] | None = None
         self.factor_rebuilds = 0
 
     @classmethod
@@ -165,9 +166,13 @@ class CachedSource:
 
         The same bars as ``BarStore.read`` (BAR_COLUMNS, sorted by (symbol, date), volume
         float), to the bit; ``date`` is an Arrow date32 column (``datetime.date`` values),
-        which the scoring reads without a per-row conversion.
+        which the scoring reads without a per-row conversion.  The same read twice in a row
+        (a backtest's twin accounts validate the same plan) is answered from the last one.
         """
-        return self._frame(self._rows(end, start, symbols), self._factors(adjust_through or end))
+        key = (end, start, None if symbols is None else tuple(symbols), adjust_through or end)
+        if self._last_read is None or self._last_read[0] != key:
+            self._last_read = (key, self._frame(self._rows(end, start, symbols), self._factors(key[3])))
+        return self._last_read[1].copy(deep=False)  # copy-on-write: a caller's edit never reaches the cache
 
     def _rows(self, end: dt.date, start: dt.date | None, symbols: list[str] | None) -> np.ndarray:
         """Row numbers of the bars dated in [start, end] of ``symbols``, in (symbol, date) order.
