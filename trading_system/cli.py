@@ -77,13 +77,16 @@ def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> N
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Scan and print; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a validated plan, a newer plan, or prepare during market "
+              "hours (what is replaced is archived first).")
 @click.pass_obj
-def prepare(state: _State, dry_run: bool) -> None:
+def prepare(state: _State, dry_run: bool, force: bool) -> None:
     """Scan, score and bucket the universe; build four strategies -> pending_trades.json."""
     from . import render
     from .pipeline import run_prepare
 
-    _run(state, "prepare", lambda cfg, clock: render.prepare(state.console, run_prepare(cfg, clock, dry_run)))
+    _run(state, "prepare", lambda cfg, clock: render.prepare(state.console, run_prepare(cfg, clock, dry_run,
+                                                                                         force=force)))
 
 
 @main.command()

@@ -82,7 +82,7 @@ def _metrics(picks: pd.DataFrame) -> dict[str, TickerMetrics]:
 
 
 def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
-                source: MarketData | None = None) -> PrepareResult:
+                source: MarketData | None = None, force: bool = False) -> PrepareResult:
     """Scan, score, bucket and build the four strategies for the next session.
 
     Requires: bars of the last closed session in the data source (``source``, default the
