@@ -4,15 +4,19 @@ Account and position figures are synthetic (an account is not market data); pric
 real closes from the sample where a price matters.
 """
 
+from pathlib import Path
+
 import pytest
 
 from trading_system.broker.base import Account, Order, Position
 from trading_system.config import ExecutionConfig
-from trading_system.orders import (KillSwitch, MaxOrderNotional, MaxRunNotional, SymbolPattern, client_order_id,
-                                   fit_buys_to_cash, plan_orders)
+from trading_system.orders import (KillSwitch, MaxOrderFraction, MaxOrderNotional, MaxRunNotional, MaxRunTurnover,
+                                   SymbolPattern, check_guards, client_order_id, default_guards, fit_buys_to_cash,
+                                   plan_orders)
 
 CFG = ExecutionConfig(cash_buffer=0.02)
 AAPL, MSFT, KO = 134.84, 258.74, 54.00   # closes of 2021-04-19 in data/sample
+SPY, QQQ = 415.21, 338.88                 # closes of 2021-04-19 in data/sample
 
 
 def pos(sym, qty, px):
@@ -73,8 +77,32 @@ def test_guards(tmp_path):
     orders = plan.buys
     assert KillSwitch(tmp_path / "KILL").check(orders) == []
     (tmp_path / "KILL").touch()
-    assert "kill switch" in KillSwitch(tmp_path / "KILL").check(orders)[0]
-    assert MaxOrderNotional(50_000).check(orders)[0].startswith("buy AAPL")
+    assert "kill switch" in str(KillSwitch(tmp_path / "KILL").check(orders)[0])
+    refused = MaxOrderNotional(50_000).check(orders)
+    assert [r.symbol for r in refused] == ["AAPL"] and str(refused[0]).startswith("buy AAPL")
     assert MaxRunNotional(90_000).check(orders) and not MaxRunNotional(100_000).check(orders)
     bad = plan_orders({"../v2/account": 1.0}, account, {}, [], CFG, "20210420-abcdef12").buys
     assert SymbolPattern().check(bad) and not SymbolPattern().check(orders)
+
+
+def test_caps_that_block_ordinary_accounts_are_relative_to_equity():
+    """Item 4: the default limits scale with the account; the absolute caps are off unless set.
+
+    A ~$170k account moving from a 0.6/0.4 book to a new one trades ~1.9x its equity in one
+    run and ~$100k in its largest order: the old absolute defaults ($100k, $250k) refused it.
+    """
+    cfg = ExecutionConfig()
+    assert cfg.max_order_notional is None and cfg.max_run_notional is None
+    account = Account(cash=0.0, equity=170_000.0, cash_available=0.0)
+    positions = {"SPY": pos("SPY", 0.6 * 170_000 / SPY, SPY), "QQQ": pos("QQQ", 0.4 * 170_000 / QQQ, QQQ)}
+    plan = plan_orders({"AAPL": 0.6, "MSFT": 0.4}, account, positions, [], cfg, "20210420-abcdef12")
+    orders = [*plan.sells, *plan.buys]
+    assert max(abs(o.delta) for o in orders) > 100_000 and sum(abs(o.delta) for o in orders) > 250_000
+    assert check_guards(default_guards(cfg, Path("/nonexistent/KILL")), orders, account.equity) == []
+    # The same orders against a $50k equity figure are refused by both relative limits.
+    refused = check_guards([MaxOrderFraction(1.0), MaxRunTurnover(2.0)], orders, 50_000.0)
+    assert {r.symbol for r in refused} >= {"SPY", None}
+    # An absolute cap, when set, still applies.
+    capped = ExecutionConfig(max_order_notional=50_000.0)
+    assert any("max_order_notional" in str(r)
+               for r in check_guards(default_guards(capped, Path("/nonexistent/KILL")), orders, account.equity))

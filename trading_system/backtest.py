@@ -19,8 +19,8 @@ Beside the system run two twins:
 Speed: the bars are read once into a ``CachedSource`` (split factors rebuilt only when a
 newly known split appears; a read repeated at once, as the twin's validate does, answered
 from the last one), and the broker keeps its account, and an index of its orders by symbol,
-in memory.  The pre-trade notional guards are lifted in the scratch config (a simulation
-holds no money); the per-night code path is otherwise the cron path, and it is that shared
+in memory.  The pre-trade notional guards are lifted in the scratch config (the absolute caps off,
+the relative ones at the top of their ranges: a simulation holds no money); the per-night code path is otherwise the cron path, and it is that shared
 code that is kept fast (~55 ms a night for the three accounts on a 2-core machine).
 """
 
@@ -50,8 +50,6 @@ from .pipeline import run_execute, run_prepare, run_validate
 
 SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", "BUY_HOLD"
 
-#: Notional limit put in place of the guards' in the scratch config (dollars): no money rides on a simulation.
-UNLIMITED = 1e12
 
 Step = Callable[[str, dt.datetime, int, int], None]
 
@@ -97,14 +95,15 @@ def fast_tmp() -> str | None:
 
 
 def scratch_config(cfg: Config, folder: Path, retention_threshold: float) -> Config:
-    """``cfg`` with every state path inside ``folder``, the given gate and no notional limits.
+    """``cfg`` with every state path inside ``folder``, the given gate and the pre-trade limits lifted.
 
     The data, universe, scoring, strategies and execution sizing are the user's own.
     """
     paths = PathsConfig(plan=str(folder / "pending_trades.json"), archive_dir=str(folder / "archived_trades"),
                         data_dir=str(folder / "data"), log_dir=str(folder / "logs"),
                         kill_switch=str(folder / "KILL_SWITCH"))
-    execution = cfg.execution.model_copy(update={"max_order_notional": UNLIMITED, "max_run_notional": UNLIMITED})
+    execution = cfg.execution.model_copy(update={"max_order_notional": None, "max_run_notional": None,
+                                                 "max_order_fraction": 1.0, "max_run_turnover": 4.0})
     validation = cfg.validation.model_copy(update={"retention_threshold": retention_threshold})
     return cfg.model_copy(update={"paths": paths, "execution": execution, "validation": validation})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,49 +18,76 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ConfigError
 
 
+#: A fraction of a whole in (0, 1] (weights, thresholds, coverage), never a percent.
+Fraction = Annotated[float, Field(gt=0, le=1)]
+#: A fraction that may be 0 (a switch-off value), in [0, 1].
+Fraction0 = Annotated[float, Field(ge=0, le=1)]
+#: A count of names or sessions, at least 1.
+Count = Annotated[int, Field(ge=1)]
+#: Seconds to wait, strictly positive (a zero or negative wait polls forever or crashes).
+Seconds = Annotated[float, Field(gt=0)]
+#: Dollars that may be 0 (a floor that is off at 0).
+Dollars0 = Annotated[float, Field(ge=0)]
+#: Score points, in [0, 100].
+Points = Annotated[float, Field(ge=0, le=100)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: ``nan``/``.inf`` in YAML is refused at load for every float,
+    # so no guard or wait can be switched off or made endless by a non-finite number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PathsConfig(_Strict):
     """File locations, relative to the config file's folder."""
 
-    plan: str = "pending_trades.json"
-    archive_dir: str = "archived_trades"
-    data_dir: str = "data"
-    log_dir: str = "logs"
-    kill_switch: str = "KILL_SWITCH"
+    plan: str = Field("pending_trades.json", min_length=1)
+    archive_dir: str = Field("archived_trades", min_length=1)
+    data_dir: str = Field("data", min_length=1)
+    log_dir: str = Field("logs", min_length=1)
+    kill_switch: str = Field("KILL_SWITCH", min_length=1)
 
 
 class DataConfig(_Strict):
-    """Where bars come from. ``sample`` is the bundled real data (no keys, no network)."""
+    """Where bars come from. ``sample`` is the bundled real data (no keys, no network).
+
+    ``min_coverage``: the fraction of the universe that must have a bar on the scan's
+    session, else the data is incomplete and no plan is written (exit 1).
+    ``allow_empty_sessions``: whether a session the calendar says traded may stay empty
+    after a retry (Polygon answered "OK, 0 results"); off by default: the run stops.
+    """
 
     source: Literal["sample", "polygon"] = "sample"
-    sample_dir: str = "data/sample"
-    store_dir: str = "data/store"
+    sample_dir: str = Field("data/sample", min_length=1)
+    store_dir: str = Field("data/store", min_length=1)
+    min_coverage: Fraction = 0.9
+    allow_empty_sessions: bool = False
 
 
 class UniverseConfig(_Strict):
     """Which tickers are scanned: the constituents file plus a watchlist, minus exclusions."""
 
-    constituents_file: str = "data/sample/constituents.csv"
+    constituents_file: str = Field("data/sample/constituents.csv", min_length=1)
     watchlist: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     # The chain (universe.py): generator, then filters, then the watchlist added.
     generator: Literal["constituents", "top_dollar_volume"] = "constituents"
-    top_n: int = Field(1000, ge=1)                # top_dollar_volume: how many names
-    min_price: float = Field(0.0, ge=0)           # filter on the session's close, dollars (0 = off)
-    min_dollar_volume: float = Field(0.0, ge=0)   # filter on the session's close x volume (0 = off)
+    top_n: Count = 1000                           # top_dollar_volume: how many names
+    min_price: Dollars0 = 0.0                     # filter on the session's close, dollars (0 = off)
+    min_dollar_volume: Dollars0 = 0.0             # filter on the session's close x volume (0 = off)
     types: list[str] = Field(default_factory=lambda: ["CS", "ETF"])  # Polygon ticker types kept ([] = off)
 
 
 class RsiFitConfig(_Strict):
-    """Piecewise-linear RSI fit: 0 at or under ``zero_below``, 1 on [full_from, full_to], 0 at ``zero_above``."""
+    """Piecewise-linear RSI fit: 0 at or under ``zero_below``, 1 on [full_from, full_to], 0 at ``zero_above``.
 
-    zero_below: float = 30.0
-    full_from: float = 65.0
-    full_to: float = 75.0
-    zero_above: float = 95.0
+    RSI points, each in [0, 100].
+    """
+
+    zero_below: Points = 30.0
+    full_from: Points = 65.0
+    full_to: Points = 75.0
+    zero_above: Points = 95.0
 
     @model_validator(mode="after")
     def _ordered(self) -> "RsiFitConfig":
@@ -70,55 +97,79 @@ class RsiFitConfig(_Strict):
 
 
 class ScoreWeightsConfig(_Strict):
-    """Points of each term of the composite score (DESIGN §4)."""
+    """Points of each term of the composite score (DESIGN §4), each in [0, 100]."""
 
-    sharpe: float = 50.0
-    rsi: float = 30.0
-    trend: float = 20.0
-    gradual_loss: float = 20.0
-    drawdown: float = 50.0
+    sharpe: Points = 50.0
+    rsi: Points = 30.0
+    trend: Points = 20.0
+    gradual_loss: Points = 20.0
+    drawdown: Points = 50.0
+
+    @model_validator(mode="after")
+    def _some_reward(self) -> "ScoreWeightsConfig":
+        if self.sharpe + self.rsi + self.trend <= 0:
+            raise ValueError("at least one of the sharpe, rsi and trend weights must be above 0")
+        return self
 
 
 class ScoringConfig(_Strict):
-    """Indicator windows and score shape (DESIGN §4). Windows count sessions (bars)."""
+    """Indicator windows and score shape (DESIGN §4). Windows count sessions (bars).
+
+    Ranges: windows >= 2 sessions; ``trend_band`` and ``drawdown_threshold`` are fractions;
+    ``risk_free_rate`` is an annual fraction in [-0.1, 0.5]; ``periods_per_year`` in [1, 366]
+    (252 for daily bars).
+    """
 
     lookback: int = Field(60, ge=2)
     rsi_period: int = Field(14, ge=2)
     rsi_window: int = Field(250, ge=15)
     sma_window: int = Field(20, ge=2)
-    trend_band: float = Field(0.10, gt=0)
-    sharpe_scale: float = Field(2.5, gt=0)
-    drawdown_threshold: float = Field(0.10, ge=0)
-    risk_free_rate: float = 0.0
-    periods_per_year: int = 252
+    trend_band: Fraction = 0.10
+    sharpe_scale: float = Field(2.5, gt=0, le=100)
+    drawdown_threshold: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    risk_free_rate: Annotated[float, Field(ge=-0.1, le=0.5)] = 0.0
+    periods_per_year: int = Field(252, ge=1, le=366)
     weights: ScoreWeightsConfig = ScoreWeightsConfig()
     rsi_fit: RsiFitConfig = RsiFitConfig()
 
+    @model_validator(mode="after")
+    def _rsi_window_holds_the_period(self) -> "ScoringConfig":
+        if self.rsi_window <= self.rsi_period:
+            raise ValueError(f"rsi_window ({self.rsi_window}) must be longer than rsi_period ({self.rsi_period})")
+        return self
+
 
 class EligibilityConfig(_Strict):
-    """Who may be scored: price and liquidity floors (dollars)."""
+    """Who may be scored: price and liquidity floors (dollars, 0 = off)."""
 
-    min_price: float = 5.0
-    min_dollar_volume: float = 5_000_000.0
-    dollar_volume_window: int = Field(20, ge=1)
+    min_price: Dollars0 = 5.0
+    min_dollar_volume: Dollars0 = 5_000_000.0
+    dollar_volume_window: Count = 20
 
 
 class BucketsConfig(_Strict):
-    """Buckets by annualised volatility (fractions) and the minimum score of a pick."""
+    """Buckets by annualised volatility (fractions, CORE <= core < SPEC <= spec < ASYM) and the
+    minimum score of a pick (points in [0, 100])."""
 
-    core_max_volatility: float = 0.35
-    spec_max_volatility: float = 0.60
-    min_score: float = 50.0
+    core_max_volatility: float = Field(0.35, gt=0, le=10)
+    spec_max_volatility: float = Field(0.60, gt=0, le=10)
+    min_score: Points = 50.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "BucketsConfig":
+        if self.spec_max_volatility <= self.core_max_volatility:
+            raise ValueError("spec_max_volatility must be above core_max_volatility")
+        return self
 
 
 class StrategiesConfig(_Strict):
-    """The four strategies (DESIGN §5)."""
+    """The four strategies (DESIGN §5): benchmark weights positive and summing to 1, counts >= 1."""
 
-    benchmarks: dict[str, float] = Field(default_factory=lambda: {"SPY": 0.6, "QQQ": 0.4})
-    top_core: int = 10
-    top_spec: int = 5
-    top_asym: int = 5
-    weight_cap: float = Field(0.20, gt=0, le=1)
+    benchmarks: dict[str, Fraction] = Field(default_factory=lambda: {"SPY": 0.6, "QQQ": 0.4})
+    top_core: Count = 10
+    top_spec: Count = 5
+    top_asym: Count = 5
+    weight_cap: Fraction = 0.20
 
     @model_validator(mode="after")
     def _benchmarks_sum_to_one(self) -> "StrategiesConfig":
@@ -129,47 +180,74 @@ class StrategiesConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
-    """Morning gate and strategy selection (DESIGN §6). Fractions, not percent."""
+    """Morning gate and strategy selection (DESIGN §6). Fractions, not percent.
 
-    retention_threshold: float = Field(0.85, gt=0)
-    min_validation_rate: float = Field(0.50, ge=0, le=1)
-    min_names: int = 5
+    ``max_unpriced_fraction``: when more than this fraction of the picks has no pre-market
+    price (or no price source answers at all), ``validate`` stops with exit 1 and leaves
+    the plan unvalidated: a missing price is a data failure, not a verdict on the pick.
+    """
+
+    retention_threshold: Fraction = 0.85
+    min_validation_rate: Fraction0 = 0.50
+    min_names: Count = 5
+    max_unpriced_fraction: Fraction0 = 0.2
     preference: list[Literal["ASYM", "SPEC", "TACTICAL"]] = Field(
-        default_factory=lambda: ["ASYM", "SPEC", "TACTICAL"]
+        default_factory=lambda: ["ASYM", "SPEC", "TACTICAL"], min_length=1
     )
+
+    @model_validator(mode="after")
+    def _preference_unique(self) -> "ValidationConfig":
+        if len(set(self.preference)) != len(self.preference):
+            raise ValueError("preference lists a strategy twice")
+        return self
 
 
 class ExecutionConfig(_Strict):
-    """Order sizing and safety (DESIGN §7). Money in dollars, fractions of equity."""
+    """Order sizing and safety (DESIGN §7). Money in dollars, fractions of equity.
 
-    max_wait_for_open_minutes: float = 45.0
-    open_delay_seconds: float = 5.0
-    sell_fill_timeout_seconds: float = 30.0
-    poll_interval_seconds: float = 1.0
-    cash_buffer: float = Field(0.02, ge=0, lt=1)
-    min_order_dollars: float = 10.0
-    min_order_equity_fraction: float = 0.001
-    max_order_notional: float = 100_000.0
-    max_run_notional: float = 250_000.0
+    Pre-trade limits are relative to the account's equity so they fit any account:
+    ``max_order_fraction`` (one order's dollars / equity) and ``max_run_turnover`` (the sum
+    of all orders' dollars / equity; a full rotation from one book to another is at most
+    2 x (1 - cash_buffer)).  ``max_order_notional`` and ``max_run_notional`` are optional
+    absolute caps in dollars (``null`` = off).
+    """
+
+    max_wait_for_open_minutes: float = Field(45.0, ge=0, le=390)
+    open_delay_seconds: float = Field(5.0, ge=0, le=600)
+    sell_fill_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    poll_interval_seconds: float = Field(1.0, gt=0, le=60)
+    cash_buffer: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    min_order_dollars: float = Field(10.0, ge=1)
+    min_order_equity_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.001
+    max_order_fraction: Fraction = 1.0
+    max_run_turnover: float = Field(2.0, gt=0, le=4)
+    max_order_notional: float | None = Field(None, gt=0)
+    max_run_notional: float | None = Field(None, gt=0)
     keep: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _poll_within_timeout(self) -> "ExecutionConfig":
+        if self.poll_interval_seconds > self.sell_fill_timeout_seconds:
+            raise ValueError("poll_interval_seconds must not exceed sell_fill_timeout_seconds")
+        return self
 
 
 class SimulatedBrokerConfig(_Strict):
     """The offline broker: a flat-file account that fills at the session's open."""
 
-    starting_cash: float = 100_000.0
-    account_file: str = "data/sim_account.json"
+    starting_cash: float = Field(100_000.0, gt=0)
+    account_file: str = Field("data/sim_account.json", min_length=1)
 
 
 class AlpacaBrokerConfig(_Strict):
     """alpaca-py settings. Keys and paper/live come from the environment (ALPACA_API_KEY,
     ALPACA_SECRET_KEY, ALPACA_PAPER, ALPACA_BASE_URL), never from this file."""
 
-    timeout_seconds: float = Field(10.0, gt=0)       # HTTP read timeout of every request
-    connect_timeout_seconds: float = Field(5.0, gt=0)
-    read_attempts: int = Field(4, ge=1)              # reads (GET) are retried on 429/5xx/network errors
-    submit_attempts: int = Field(3, ge=1)            # a submission is resent only after a lookup found nothing
-    retry_wait_seconds: float = Field(0.5, ge=0)     # first back-off; doubles, capped at 8 s
+    timeout_seconds: float = Field(10.0, gt=0, le=300)         # HTTP read timeout of every request
+    connect_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    read_attempts: int = Field(4, ge=1, le=20)                 # reads (GET) are retried on 429/5xx/network errors
+    submit_attempts: int = Field(3, ge=1, le=10)               # a submission is resent only after a lookup found nothing
+    retry_wait_seconds: float = Field(0.5, ge=0, le=60)        # first back-off; doubles, capped at 8 s
 
 
 class BrokerConfig(_Strict):
@@ -183,22 +261,28 @@ class BrokerConfig(_Strict):
 class PolygonConfig(_Strict):
     """Polygon (Massive) REST client settings."""
 
-    requests_per_minute: float = Field(5.0, gt=0)
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_retries: int = Field(5, ge=0)
+    requests_per_minute: float = Field(5.0, gt=0, le=100_000)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    max_retries: int = Field(5, ge=0, le=20)
     plan: Literal["free", "paid"] = "free"        # free: day D published on D+1 ET, no snapshot
-    burst: int = Field(1, ge=1)                   # token-bucket size (1 = evenly spaced requests)
-    backoff_seconds: float = Field(12.0, ge=0)    # first retry wait without Retry-After; doubles
-    max_backoff_seconds: float = Field(120.0, ge=0)
-    tickers_max_age_days: int = Field(7, ge=0)    # refresh the cached ticker types this often
+    burst: int = Field(1, ge=1, le=1000)          # token-bucket size (1 = evenly spaced requests)
+    backoff_seconds: float = Field(12.0, ge=0, le=600)    # first retry wait without Retry-After; doubles
+    max_backoff_seconds: float = Field(120.0, ge=0, le=3600)
+    tickers_max_age_days: int = Field(7, ge=0, le=365)    # refresh the cached ticker types this often
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> "PolygonConfig":
+        if self.max_backoff_seconds < self.backoff_seconds:
+            raise ValueError("max_backoff_seconds must be at least backoff_seconds")
+        return self
 
 
 class LoggingConfig(_Strict):
     """Rotating log file ``logs/pre_market_prep.log``."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    max_bytes: int = 5_000_000
-    backups: int = 5
+    max_bytes: int = Field(5_000_000, ge=10_000)
+    backups: int = Field(5, ge=0, le=100)
 
 
 class Config(_Strict):
@@ -229,12 +313,23 @@ class Config(_Strict):
         return self.model_dump(mode="json")
 
 
+_FRACTION_HINT = "; it is a fraction (0.85 means 85 %), not a percent"
+
+
 def _format_validation_error(err: ValidationError, source: Path) -> str:
+    """One sentence naming the key, the value given and the range it must be in."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{where}'; remove it or check its spelling against config.yaml's comments."
-    return f"{source}: invalid value for '{where}': {first['msg']}; fix it in the config file."
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("missing",) or first["type"].startswith("model_"):
+        return f"{source}: invalid value for '{where}': {msg}; fix it in the config file."
+    value = first.get("input")
+    ctx = first.get("ctx") or {}
+    hint = _FRACTION_HINT if ctx.get("le") == 1 and isinstance(value, (int, float)) and value > 1 else ""
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return f"{source}: invalid value for '{where}' ({shown}): {msg}{hint}; fix it in the config file."
 
 
 def load_config(path: Path | str) -> Config:

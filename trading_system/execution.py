@@ -24,7 +24,8 @@ from .broker.base import Account, Broker, Order
 from .config import ExecutionConfig
 from .errors import BrokerError
 from .journal import Journal, recover, submit_once  # noqa: F401  (Journal is part of this module's API)
-from .orders import KillSwitch, OrderPlan, PlannedOrder, fit_buys_to_cash, plan_orders, whole_shares
+from .orders import (Guard, KillSwitch, OrderPlan, PlannedOrder, Refusal, check_guards, describe_refusals,
+                     fit_buys_to_cash, plan_orders, whole_shares)
 
 
 @dataclasses.dataclass
@@ -79,7 +80,8 @@ class ExecutionReport:
     """The outcome of a rebalance: orders, drops, accounts before and after (dollars).
 
     ``residual`` lists (symbol, dollar delta) a fresh plan against the final account would
-    still send: empty when the account reached its targets.
+    still send: empty when the account reached its targets.  ``refusals``: in a dry run, what
+    the pre-trade guards would refuse in a live run (a live run raises instead of sending).
     """
 
     orders: list[OrderRecord]
@@ -89,12 +91,14 @@ class ExecutionReport:
     dry_run: bool
     residual: list[tuple[str, float]] = dataclasses.field(default_factory=list)
     broker: str = ""
+    refusals: list[Refusal] = dataclasses.field(default_factory=list)
 
     @property
     def reached_targets(self) -> bool:
-        """True when nothing is left to send and no order is still open (a dry run: nothing failed)."""
+        """True when nothing is left to send and no order is still open (a dry run: nothing failed
+        and no guard would refuse)."""
         if self.dry_run:
-            return all(o.status == "dry_run" and not o.error for o in self.orders)
+            return not self.refusals and all(o.status == "dry_run" and not o.error for o in self.orders)
         return not self.residual and not any(o.open for o in self.orders) and not any(
             o.error_kind and o.status != "filled" for o in self.orders if not o.earlier_run)
 
@@ -102,6 +106,8 @@ class ExecutionReport:
         """Failed or unfilled orders by kind: {"buying_power": ["MSFT"], "unfilled": [...]}."""
         out: dict[str, list[str]] = {}
         for o in self.orders:
+            if o.error_kind == "guard":
+                continue  # told once, grouped by rule, in ``summary``
             kind = o.error_kind or ("unfilled" if o.status not in ("filled", "dry_run") else None)
             if kind:
                 out.setdefault(kind, []).append(o.symbol)
@@ -110,6 +116,8 @@ class ExecutionReport:
     def summary(self) -> str:
         """One sentence: why the account did not reach its targets."""
         parts = [f"{kind.replace('_', ' ')}: {', '.join(syms)}" for kind, syms in self.errors().items()]
+        if self.refusals:
+            parts.append("a live run would be refused by the pre-trade checks: " + describe_refusals(self.refusals))
         if self.residual:
             parts.append("still off target: " + ", ".join(f"{s} ${d:+,.2f}" for s, d in self.residual))
         return "; ".join(parts) or "no order failed"
@@ -124,6 +132,7 @@ class ExecutionReport:
             "orders": [_fields(o) for o in self.orders],
             "skipped": [{"symbol": s, "delta": round(d, 2), "reason": r} for s, d, r in self.skipped],
             "residual": [{"symbol": s, "delta": round(d, 2)} for s, d in self.residual],
+            "refusals": [dataclasses.asdict(r) for r in self.refusals],
         }
 
 
@@ -178,6 +187,44 @@ def wait_for_fills(broker: Broker, records: Sequence[OrderRecord], timeout: floa
                            status=r.status, filled_qty=r.filled_qty)
 
 
+def _mark_refused(records: Sequence[OrderRecord], refusals: Sequence[Refusal]) -> None:
+    """Dry run: mark each order a guard would refuse in a live run (kind ``guard``)."""
+    by_symbol: dict[str, list[str]] = {}
+    for r in refusals:
+        if r.symbol is not None:
+            by_symbol.setdefault(r.symbol, []).append(r.rule)
+    for rec in records:
+        if rec.symbol in by_symbol and not rec.error:
+            rec.error_kind, rec.error = "guard", "REFUSED by " + ", ".join(by_symbol[rec.symbol])
+
+
+def follow_up_ids(planned: Sequence[PlannedOrder], known: Mapping[str, Order | None]) -> list[PlannedOrder]:
+    """Give an order whose client_order_id an earlier run of the same plan already used, and
+    which is now terminal, the next id of its series: ``<id>-2``, ``<id>-3``, ...
+
+    Why: ids are deterministic (plan, phase, symbol) so a crash or a rerun finds what was
+    sent instead of sending it twice.  But a rerun that must finish the job (a sell refused
+    after three 500s, a buy scaled down for cash) plans a fresh delta for a symbol whose
+    first order is done; reusing its id would only adopt the finished order.  A terminal
+    order's fills are already in the positions the fresh plan was computed from, so the
+    follow-up order is for what is still missing.  An order still open keeps its id (it is
+    adopted, and its remainder counts as an open order in the plan).  The series is
+    deterministic too, so a crash during a rerun is recovered the same way.
+    """
+    out = []
+    for p in planned:
+        cid, n = p.request.client_order_id, 1
+        while (order := known.get(cid)) is not None and order.terminal:
+            n += 1
+            cid = f"{p.request.client_order_id}-{n}"
+        if cid != p.request.client_order_id:
+            if len(cid) > 48:
+                raise BrokerError(f"client_order_id {cid} would be longer than 48 characters; nothing more is sent.")
+            p = dataclasses.replace(p, request=dataclasses.replace(p.request, client_order_id=cid))
+        out.append(p)
+    return out
+
+
 def _send(broker, journal, planned: Sequence[PlannedOrder], phase: str, known, since, guards) -> list[OrderRecord]:
     kill = [g for g in guards if isinstance(g, KillSwitch)]
     attempts, wait = getattr(broker, "submit_attempts", 3), getattr(broker, "retry_wait", 0.5)
@@ -215,7 +262,7 @@ def _earlier(known: Mapping[str, Order | None], journal: Journal, records: Seque
 
 
 def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, plan_id: str,
-              journal: Journal, guards: Sequence, dry_run: bool, prices: Mapping[str, float] | None = None,
+              journal: Journal, guards: Sequence[Guard], dry_run: bool, prices: Mapping[str, float] | None = None,
               since: dt.datetime | None = None) -> tuple[OrderPlan, ExecutionReport]:
     """Rebalance the account to ``weights`` (fractions) in two phases; see the module docstring.
 
@@ -223,7 +270,8 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     assets that are not fractionable; ``since`` (tz-aware) bounds order lookups to the session.
 
     Raises:
-        BrokerError: the account is blocked, a guard refused the run (nothing was sent), or
+        BrokerError: the account is blocked, a guard refused the run (nothing was sent; a dry
+            run goes on and marks what would be refused, see ``ExecutionReport.refusals``), or
             the broker could not be asked whether an order landed (the journal keeps the state).
     """
     before = broker.get_account()
@@ -232,10 +280,10 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     known = recover(broker, journal, since)
     positions = broker.get_positions()
     oplan = plan_orders(weights, before, positions, broker.get_open_orders(), cfg, plan_id)
-    problems = [p for g in guards for p in g.check([*oplan.sells, *oplan.buys])]
-    if problems:
-        raise BrokerError(f"pre-trade check refused the run, nothing was sent: {problems[0]}"
-                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    oplan = dataclasses.replace(oplan, sells=follow_up_ids(oplan.sells, known), buys=follow_up_ids(oplan.buys, known))
+    problems = check_guards(guards, [*oplan.sells, *oplan.buys], before.equity)
+    if problems and not dry_run:
+        raise BrokerError("pre-trade check refused the run, nothing was sent: " + describe_refusals(problems))
     px = {**{s: p.price for s, p in positions.items()}, **(prices or {})}
     fractionable = getattr(broker, "fractionable", None)
     sized = [p.request.symbol for p in [*oplan.sells, *oplan.buys] if not p.request.close_position]
@@ -254,6 +302,7 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     # Buys are DAY market orders: waited for, never canceled here.
     wait_for_fills(broker, buy_records, cfg.sell_fill_timeout_seconds, cfg.poll_interval_seconds, since, cancel=False)
     records += buy_records
+    _mark_refused(records, problems)
     after = broker.get_account()
     residual = []
     if not dry_run:
@@ -262,5 +311,5 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     journal.append("done", orders=len(records), residual=len(residual))
     report = ExecutionReport(orders=records, skipped=oplan.skipped + dropped_sells + dropped + dropped_buys,
                              account_before=before, account_after=after, dry_run=dry_run, residual=residual,
-                             broker=broker.name)
+                             broker=broker.name, refusals=problems)
     return oplan, report

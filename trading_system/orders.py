@@ -13,7 +13,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from .broker.base import Account, Order, OrderRequest, Position
 from .config import ExecutionConfig
@@ -181,14 +181,33 @@ def whole_shares(orders: Sequence[PlannedOrder], fractionable: Mapping[str, bool
 
 
 @dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Why a guard refuses: ``symbol`` names the order, or is None when the run as a whole is refused;
+    ``rule`` is the setting (or file) that refuses it."""
+
+    message: str
+    symbol: str | None = None
+    rule: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Guard(Protocol):
+    """A pre-trade control: every refusal it has for these orders on an account of ``equity`` dollars."""
+
+    def check(self, orders: Sequence[PlannedOrder], equity: float) -> list[Refusal]: ...
+
+
+@dataclasses.dataclass(frozen=True)
 class KillSwitch:
     """Refuses every submission while the kill-switch file exists."""
 
     path: Path
 
-    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
+    def check(self, orders: Sequence[PlannedOrder], equity: float = 0.0) -> list[Refusal]:
         if self.path.exists():
-            return [f"kill switch {self.path} is present; remove it to allow orders"]
+            return [Refusal(f"kill switch {self.path} is present; remove it to allow orders", rule="kill switch")]
         return []
 
 
@@ -196,38 +215,96 @@ class KillSwitch:
 class SymbolPattern:
     """Refuses a symbol that does not match the strict ticker pattern (before it reaches a URL)."""
 
-    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
-        return [f"symbol {o.request.symbol!r} is not a valid ticker" for o in orders
+    def check(self, orders: Sequence[PlannedOrder], equity: float = 0.0) -> list[Refusal]:
+        return [Refusal(f"symbol {o.request.symbol!r} is not a valid ticker", o.request.symbol, "ticker pattern")
+                for o in orders
                 if not SYMBOL_PATTERN.match(o.request.symbol)]
 
 
 @dataclasses.dataclass(frozen=True)
+class MaxOrderFraction:
+    """Refuses any order whose dollar size exceeds ``fraction`` x the account's equity."""
+
+    fraction: float
+
+    def check(self, orders: Sequence[PlannedOrder], equity: float) -> list[Refusal]:
+        limit = self.fraction * equity
+        return [Refusal(f"{o.request.side} {o.request.symbol} of ${abs(o.delta):,.2f} exceeds {self.fraction:.1%} of "
+                        f"the ${equity:,.2f} equity (${limit:,.2f}, execution.max_order_fraction)", o.request.symbol,
+                        "execution.max_order_fraction")
+                for o in orders if abs(o.delta) > limit]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxRunTurnover:
+    """Refuses a run whose orders add up to more than ``turnover`` x the account's equity."""
+
+    turnover: float
+
+    def check(self, orders: Sequence[PlannedOrder], equity: float) -> list[Refusal]:
+        total = sum(abs(o.delta) for o in orders)
+        if total > self.turnover * equity:
+            return [Refusal(f"the run's orders total ${total:,.2f}, {total / equity:.2f}x the ${equity:,.2f} "
+                            f"equity, over the {self.turnover:g}x limit (execution.max_run_turnover)",
+                            rule="execution.max_run_turnover")]
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
 class MaxOrderNotional:
-    """Refuses any order whose dollar size exceeds ``limit``."""
+    """Refuses any order whose dollar size exceeds ``limit`` (an optional absolute cap)."""
 
     limit: float
 
-    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
-        return [f"{o.request.side} {o.request.symbol} of ${abs(o.delta):,.2f} exceeds the "
-                f"${self.limit:,.2f} per-order limit (execution.max_order_notional)"
+    def check(self, orders: Sequence[PlannedOrder], equity: float = 0.0) -> list[Refusal]:
+        return [Refusal(f"{o.request.side} {o.request.symbol} of ${abs(o.delta):,.2f} exceeds the "
+                        f"${self.limit:,.2f} per-order limit (execution.max_order_notional)", o.request.symbol,
+                        "execution.max_order_notional")
                 for o in orders if abs(o.delta) > self.limit]
 
 
 @dataclasses.dataclass(frozen=True)
 class MaxRunNotional:
-    """Refuses a run whose orders add up to more than ``limit`` dollars."""
+    """Refuses a run whose orders add up to more than ``limit`` dollars (an optional absolute cap)."""
 
     limit: float
 
-    def check(self, orders: Sequence[PlannedOrder]) -> list[str]:
+    def check(self, orders: Sequence[PlannedOrder], equity: float = 0.0) -> list[Refusal]:
         total = sum(abs(o.delta) for o in orders)
         if total > self.limit:
-            return [f"the run's orders total ${total:,.2f}, over the ${self.limit:,.2f} "
-                    "limit (execution.max_run_notional)"]
+            return [Refusal(f"the run's orders total ${total:,.2f}, over the ${self.limit:,.2f} "
+                            "limit (execution.max_run_notional)", rule="execution.max_run_notional")]
         return []
 
 
-def default_guards(cfg: ExecutionConfig, kill_switch: Path) -> list:
-    """The guards every run passes before its first order."""
-    return [KillSwitch(kill_switch), SymbolPattern(), MaxOrderNotional(cfg.max_order_notional),
-            MaxRunNotional(cfg.max_run_notional)]
+def default_guards(cfg: ExecutionConfig, kill_switch: Path) -> list[Guard]:
+    """The guards every run passes before its first order: the kill switch, the ticker pattern,
+    the limits relative to equity, and the absolute caps where the config sets them."""
+    guards: list[Guard] = [KillSwitch(kill_switch), SymbolPattern(), MaxOrderFraction(cfg.max_order_fraction),
+                           MaxRunTurnover(cfg.max_run_turnover)]
+    if cfg.max_order_notional is not None:
+        guards.append(MaxOrderNotional(cfg.max_order_notional))
+    if cfg.max_run_notional is not None:
+        guards.append(MaxRunNotional(cfg.max_run_notional))
+    return guards
+
+
+def check_guards(guards: Sequence[Guard], orders: Sequence[PlannedOrder], equity: float) -> list[Refusal]:
+    """Every refusal of every guard, in guard order (an empty list: the run may go ahead)."""
+    return [r for g in guards for r in g.check(orders, equity)]
+
+
+def describe_refusals(refusals: Sequence[Refusal]) -> str:
+    """One sentence for all refusals: run-level ones in full, per-order ones grouped by rule
+    ("execution.max_order_notional refuses 12 orders: NUE, EXR, ..."), every reason shown."""
+    parts = [r.message for r in refusals if r.symbol is None]
+    by_rule: dict[str, list[Refusal]] = {}
+    for r in refusals:
+        if r.symbol is not None:
+            by_rule.setdefault(r.rule, []).append(r)
+    for rule, group in by_rule.items():
+        if len(group) == 1:
+            parts.append(group[0].message)
+        else:
+            parts.append(f"{rule} refuses {len(group)} orders: {', '.join(r.symbol or '' for r in group)}")
+    return "; ".join(parts)

@@ -46,6 +46,8 @@ class PrepareResult:
     written: bool
     plan_path: str
     expired_archive: str | None = None
+    replaced_archive: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -86,25 +88,33 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     """Scan, score, bucket and build the four strategies for the next session.
 
     Requires: bars of the last closed session in the data source (``source``, default the
-    configured one; a caller such as a backtest may pass its own, already loaded).
+    configured one; a caller such as a backtest may pass its own, already loaded), for at
+    least ``data.min_coverage`` of the universe.
     Sets: ``data/scan_results.json`` and ``pending_trades.json`` (not in a dry run); an
-    older plan that was never executed is archived as expired first.
+    older plan that was never executed is archived as expired first.  ``warnings`` says
+    when the morning will have no pre-market price source.
+
+    Refuses (unless ``force``; what ``force`` replaces is archived as ``replaced``): a plan
+    for the same session that is already validated (its validation would be lost), a plan
+    for a later session (an earlier ``--as-of`` must not replace it), and a scan during the
+    target session's market hours (the plan would be for a session already trading).
 
     Raises:
-        AsOfError / DataError: the session's bars are outside the data or missing.
-        PlanError: the existing plan file is corrupt (it is left untouched).
+        AsOfError / DataError: the session's bars are outside the data, missing or too few.
+        PlanError: the existing plan file is corrupt (it is left untouched), or one of the refusals above.
     """
     now = clock.now()
     scan_session = sessions.last_closed_session(now)
     target = sessions.next_session(scan_session)
+    if not dry_run and not force and now >= sessions.session_open(target):
+        raise PlanError(f"session {target} is already trading ({now:%H:%M} ET): a plan now would be for a session "
+                        "under way; prepare after the close, or add --force.")
     source = source or make_source(cfg, clock)
     source.ensure_session(scan_session)
     chain = build_universe(cfg, source, scan_session)
     universe = chain.symbols
     bars = source.bars(end=scan_session, start=scan_session - dt.timedelta(days=HISTORY_DAYS), symbols=universe)
-    if bars.empty or not (bars["date"] == scan_session).any():
-        raise DataError(f"no bars for session {scan_session} in the {source.name} data; "
-                        "the data is stale, so no plan was written.")
+    _check_coverage(bars, universe, scan_session, cfg.data.min_coverage, source.name)
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
     allocations = build_strategies(scan, cfg.strategies)
     scores = scan["score"].where(scan["score"].notna(), None)
@@ -133,6 +143,10 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     plan_path = cfg.path(cfg.paths.plan)
     result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False,
                            plan_path=str(plan_path))
+    problem = source.premarket_source_problem()
+    if problem:
+        log.warning("morning price source: %s", problem)
+        result.warnings.append(problem)
     if dry_run:
         return result
     with plan_lock(plan_path):
@@ -140,11 +154,50 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         if old is not None and old.target_session < target:
             result.expired_archive = str(archive(cfg, old, "expired", now, execution=None))
             log.info("archived expired plan %s for session %s", old.plan_id, old.target_session)
+        elif old is not None and (why := _replacing_needs_force(old, target, plan_path)):
+            if not force:
+                raise PlanError(why)
+            result.replaced_archive = str(archive(cfg, old, "replaced", now, execution=None))
+            log.info("--force: archived replaced plan %s for session %s", old.plan_id, old.target_session)
         write_json_atomic(cfg.path(cfg.paths.data_dir) / "scan_results.json", _scan_json(scan, plan))
         save_universe(cfg, chain, now)
         save_plan(plan_path, plan)
     result.written = True
     return result
+
+
+def _check_coverage(bars: pd.DataFrame, universe: list[str], session: dt.date, min_coverage: float,
+                    source: str) -> None:
+    """Refuse a scan whose session has bars for under ``min_coverage`` (fraction) of the universe.
+
+    Raises:
+        DataError: no bar at all on ``session`` (stale data) or too few symbols have one.
+    """
+    have = set(bars.loc[bars["date"] == session, "symbol"]) if not bars.empty else set()
+    if not have:
+        raise DataError(f"no bars for session {session} in the {source} data; "
+                        "the data is stale, so no plan was written.")
+    covered = len(have & set(universe))
+    if universe and covered / len(universe) < min_coverage:
+        raise DataError(f"only {covered} of {len(universe)} symbols of the universe ({covered / len(universe):.1%}) "
+                        f"have a bar for session {session} in the {source} data, under data.min_coverage "
+                        f"{min_coverage:.1%}; the data is incomplete, so no plan was written.")
+
+
+def _replacing_needs_force(old: Plan, target: dt.date, plan_path) -> str | None:
+    """Why replacing ``old`` with a plan for ``target`` needs ``--force`` (one sentence), or None.
+
+    A plan for a later session, or one already validated, is never replaced silently; an
+    unvalidated plan for the same session is (running ``prepare`` again the same evening).
+    """
+    if old.target_session > target:
+        return (f"{plan_path} holds a plan for session {old.target_session}, later than this scan's "
+                f"{target}; it was kept: add --force to replace it (it is archived first).")
+    if old.validation_results is not None:
+        return (f"{plan_path} was already validated for session {target} "
+                f"({old.validation_results.selected_strategy}); it was kept: add --force to replace it "
+                "(it is archived first).")
+    return None
 
 
 def _scan_json(scan: pd.DataFrame, plan: Plan) -> dict:
@@ -187,8 +240,14 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
                  source: MarketData | None = None) -> ValidateResult:
     """Re-score the picks with pre-market prices, apply the retention gate, select a strategy.
 
-    Requires: a pending plan for today's session.
+    Requires: a pending plan for today's session, and a pre-market price for all but at
+    most ``validation.max_unpriced_fraction`` of the picks.
     Sets: ``validation_results`` in the plan (not in a dry run).
+
+    Raises:
+        DataError: no price source answered, or too many picks have no price: a missing price
+            is a data failure, not a verdict on the pick, so the plan is left unvalidated
+            (and ``execute`` sends nothing for it).
     """
     plan_path = cfg.path(cfg.paths.plan)
     with plan_lock(plan_path):
@@ -198,6 +257,7 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         contest = {n: s for n, s in plan.strategies.items() if n != "BUY_HOLD"}
         symbols = sorted({sym for s in contest.values() for sym in s.allocations})
         quotes = source.premarket_prices(symbols, today)
+        _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
         last_closed = sessions.last_closed_session(now)
         history = source.bars(end=last_closed, start=last_closed - dt.timedelta(days=HISTORY_DAYS),
                               symbols=symbols, adjust_through=today)
@@ -223,6 +283,21 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     return ValidateResult(plan=plan, written=not dry_run, plan_path=str(plan_path))
 
 
+def _check_priced(symbols: list[str], quotes: dict, max_unpriced: float) -> None:
+    """Stop when more than ``max_unpriced`` (fraction) of ``symbols`` have no quote.
+
+    Raises:
+        DataError: naming how many picks are unpriced and the setting.
+    """
+    unpriced = [s for s in symbols if s not in quotes]
+    if symbols and len(unpriced) / len(symbols) > max_unpriced:
+        shown = ", ".join(unpriced[:8]) + (f" and {len(unpriced) - 8} more" if len(unpriced) > 8 else "")
+        raise DataError(f"{len(unpriced)} of {len(symbols)} picks ({len(unpriced) / len(symbols):.1%}) have no "
+                        f"pre-market price ({shown}), over validation.max_unpriced_fraction "
+                        f"{max_unpriced:.1%}; the plan was left unvalidated, so nothing will be traded: check the "
+                        "price source and run 'prep validate' again.")
+
+
 @dataclasses.dataclass
 class ExecuteResult:
     """The morning rebalance: strategy traded, its weights, the report, the archive."""
@@ -233,6 +308,7 @@ class ExecuteResult:
     report: ExecutionReport
     archive_path: str | None
     waited_until: dt.datetime | None
+    plan_kept: bool = False
 
 
 def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce=lambda msg: None,
@@ -266,8 +342,11 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
     """Rebalance the account to the selected strategy in two phases, then archive and consume the plan.
 
     Requires: a validated plan for today's session.
-    Sets: orders at the broker, ``data/orders/<plan_id>.jsonl``, an archive; removes the
-    plan.  A dry run sends nothing and writes nothing.
+    Sets: orders at the broker, ``data/orders/<plan_id>.jsonl``, an archive.  The plan is
+    consumed (removed) once the account reached its targets or the session has closed;
+    otherwise (an order refused or failed, a sell left unfilled) the archive is marked
+    ``incomplete`` and the plan kept, so ``prep execute`` again finishes the job: the journal
+    makes sure no order it already sent is sent twice.  A dry run sends nothing and writes nothing.
 
     Raises:
         PlanError: the plan is not validated yet, or is stale.
@@ -283,11 +362,12 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
         vr = plan.validation_results
         if vr is None:
             raise PlanError(f"{plan_path} has not been validated yet; run 'prep validate' first.")
+        hours = market_clock.session_hours(broker, today)
         if dry_run and market_clock.has_clock(broker):
             waited = None
             announce("dry run: the orders below are planned against the account now; nothing waits for the open")
         else:
-            waited = wait_for_open(cfg, clock, today, announce, hours=market_clock.session_hours(broker, today))
+            waited = wait_for_open(cfg, clock, today, announce, hours=hours)
             market_clock.confirm_open(broker)
         strategy = vr.selected_strategy
         weights = vr.validated_strategies[strategy].validated_allocations
@@ -298,12 +378,15 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
         since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
         _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run,
                               prices=prices, since=since)
-        path = None
+        path, kept = None, False
         if not dry_run:
             done = plan.model_copy(update={"validation_results": vr.model_copy(
                 update={"orders_executed": sum(1 for o in report.orders if o.broker_order_id)})})
-            path = str(archive(cfg, done, "executed", clock.now(), report.to_dict()))
-            plan_path.unlink()
+            closed = clock.now() >= (hours[1] if hours else sessions.session_close(today))
+            kept = not report.reached_targets and not closed
+            path = str(archive(cfg, done, "incomplete" if kept else "executed", clock.now(), report.to_dict()))
+            if not kept:
+                plan_path.unlink()
             plan = done
     return ExecuteResult(plan=plan, strategy=strategy, weights=weights, report=report, archive_path=path,
-                         waited_until=waited)
+                         waited_until=waited, plan_kept=kept)

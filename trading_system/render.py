@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .pipeline import ExecuteResult, PrepareResult, ValidateResult
@@ -27,6 +28,10 @@ def prepare(console: Console, r: PrepareResult) -> None:
     for name, st in p.strategies.items():
         table.add_row(name, str(len(st.allocations)), _weights_line(st.allocations))
     console.print(table)
+    for warning in r.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if r.replaced_archive:
+        console.print(f"--force: the plan it replaces was archived to {r.replaced_archive}")
     if r.expired_archive:
         console.print(f"the previous plan was never executed: archived as expired to {r.expired_archive}")
     console.print(f"plan {p.plan_id} written to {r.plan_path}" if r.written
@@ -79,9 +84,14 @@ def execute(console: Console, r: ExecuteResult) -> None:
     if rep.account_after and not rep.dry_run:
         a = rep.account_after
         console.print(f"account after: equity ${a.equity:,.2f}, cash ${a.cash:,.2f}")
-    if r.archive_path:
+    if r.archive_path and r.plan_kept:
+        console.print(f"archived to {r.archive_path}; the plan is kept: run 'prep execute' again to finish "
+                      "(orders already sent are never sent twice)")
+    elif r.archive_path:
         console.print(f"archived to {r.archive_path}; the plan is consumed")
-    if not rep.reached_targets:
+    if rep.dry_run and not rep.reached_targets:
+        console.print(f"[red]dry run:[/] {escape(rep.summary())}")
+    elif not rep.reached_targets:
         console.print(f"[red]the account did not reach its targets:[/] {rep.summary()}", markup=True)
 
 
