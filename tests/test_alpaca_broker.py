@@ -74,8 +74,10 @@ def test_wrong_keys_say_which_setting_to_check():
 
 def test_every_request_has_a_timeout():
     # The fake answers after 1.5 s; with a 0.3 s read timeout the client gives up instead of hanging.
-    with FakeAlpaca(PRICES, latency=1.5) as fake:
+    with FakeAlpaca(PRICES) as fake:
         b = broker_for(fake, timeout=0.3, read_attempts=2)
+        b.get_account()      # a prompt first read checks the account's kind: no order goes out before one
+        fake.latency = 1.5
         with pytest.raises(BrokerError, match="did not answer"):
             b.get_account()
         with pytest.raises(OrderUncertain, match="Timeout"):
@@ -156,6 +158,11 @@ def test_credentials_and_the_live_guard():
     with pytest.raises(BadInputError, match="add --live"):
         credentials_from_env(False, {**base, "ALPACA_PAPER": "false"})
     assert credentials_from_env(True, {**base, "ALPACA_PAPER": "false"})["paper"] is False
+    # A host that is neither Alpaca's (a proxy, the loopback fake) is left to the switches and the account check.
+    proxy = {**base, "ALPACA_BASE_URL": "https://alpaca-proxy.internal:8443/v2"}
+    assert credentials_from_env(False, proxy) == {"api_key": "k", "secret_key": "s", "paper": True,
+                                                  "url_override": "https://alpaca-proxy.internal:8443"}
+    assert credentials_from_env(True, {**proxy, "ALPACA_PAPER": "false"})["paper"] is False
     with pytest.raises(ConfigError, match="ALPACA_API_KEY"):
         credentials_from_env(False, {"ALPACA_API_KEY": "k"})
     with pytest.raises(ConfigError, match="true or false"):

@@ -358,6 +358,7 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
             broker = make_broker(cfg, None, dry_run=dry_run, live=live)
         if market_clock.has_clock(broker):  # a real account: its clock and calendar, no --as-of
             clock = market_clock.broker_clock(clock, broker)
+            broker.get_account()  # the account's kind (paper/live) is checked now, not after the wait
         plan, today = morning_plan(cfg, clock)
         vr = plan.validation_results
         if vr is None:

@@ -4,11 +4,12 @@ Served on 127.0.0.1:<free port> from a thread; the real alpaca-py talks to it th
 ``url_override``.  Shapes and error bodies follow /work/shared/API-NOTES.md Part B
 (B2 orders and errors, B3 account/position/clock/calendar, B5 order object).
 
-State: an account (cash), long positions, assets (``fractionable``), a market clock that
-starts at ``now`` and runs with real time, the XNYS calendar (exchange_calendars), and
-orders.  An order fills ``fill_delay`` seconds after it is accepted (or after the open, if
-sent while closed), at ``prices[symbol]``, in full, partly (``fill_fraction``) or not at all
-(``fill_fraction = 0``); symbols in ``reject_symbols`` go to ``rejected``.  Checks like
+State: an account (cash; ``account_number`` paper-looking ``PA...`` by default, or a
+live-looking one, or None to leave the field out), long positions, assets (``fractionable``),
+a market clock that starts at ``now`` and runs with real time, the XNYS calendar
+(exchange_calendars), and orders.  An order fills ``fill_delay`` seconds after it is
+accepted (or after the open, if sent while closed), at ``prices[symbol]``, in full, partly
+(``fill_fraction``) or not at all (``fill_fraction = 0``); symbols in ``reject_symbols`` go to ``rejected``.  Checks like
 Alpaca's: buying power (403), qty available (403), wash trade (403), not fractionable
 (422), client_order_id unique per account, also after cancel (422).
 
@@ -56,8 +57,9 @@ class FakeAlpaca:
 
     def __init__(self, prices: dict[str, float], cash: float = 100_000.0, positions: dict[str, float] | None = None,
                  now: dt.datetime | None = None, key: str = "PKFAKEKEY0000", secret: str = "fake-secret-0000",
-                 fill_delay: float = 0.0, latency: float = 0.0):
+                 fill_delay: float = 0.0, latency: float = 0.0, account_number: str | None = "PA3EXAMPLE01"):
         self.prices = dict(prices)
+        self.account_number = account_number  # "PA..." paper (Alpaca's convention), else live; None: absent
         self.cash = float(cash)
         self.positions = {s: float(q) for s, q in (positions or {}).items()}
         self.fractionable: dict[str, bool] = {}
@@ -225,7 +227,8 @@ class FakeAlpaca:
     def account_json(self) -> dict:
         nmbp = max(self.cash - self.reserved(), 0.0)
         eq = self.equity()
-        return {"id": "11111111-2222-3333-4444-555555555555", "account_number": "PA0FAKE", "status": "ACTIVE",
+        number = {} if self.account_number is None else {"account_number": self.account_number}
+        return {"id": "11111111-2222-3333-4444-555555555555", **number, "status": "ACTIVE",
                 "currency": "USD", "cash": _dec(round(self.cash, 2)), "buying_power": _dec(round(2 * nmbp, 2)),
                 "regt_buying_power": _dec(round(2 * nmbp, 2)), "non_marginable_buying_power": _dec(round(nmbp, 2)),
                 "equity": _dec(round(eq, 2)), "last_equity": _dec(round(eq, 2)), "portfolio_value": _dec(round(eq, 2)),

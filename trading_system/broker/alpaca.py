@@ -4,6 +4,9 @@ Facts this module relies on are in API-NOTES.md Part B (each with its source):
 
 * ``paper`` is passed explicitly: paper unless ``ALPACA_PAPER=false``; a live account also
   needs ``--live`` (B1).  ``ALPACA_BASE_URL`` becomes ``url_override``: the root, without ``/v2``.
+  Paper or live is decided by what the run talks to, not by the default URL alone (DESIGN §1):
+  Alpaca's live host needs both switches, its paper host refuses them, and the account itself
+  is checked to be the kind the switches name before any order (``AlpacaBroker.get_account``).
 * alpaca-py sets no HTTP timeout, so the session's ``request`` is wrapped with one (B1).
 * alpaca-py retries 429 and 504 by itself, POST included, with a fixed 3 s sleep (B4).  A
   POST retried after a 504 whose order had landed would come back as a duplicate, so its own
@@ -21,6 +24,7 @@ import datetime as dt
 import functools
 import json
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
@@ -30,8 +34,9 @@ from ..errors import BadInputError, BrokerError, ConfigError
 from .base import Account, MarketClock, Order, OrderRejected, OrderRequest, OrderUncertain, Position
 
 ET = ZoneInfo("America/New_York")
-PAPER_URL = "https://paper-api.alpaca.markets"
-LIVE_URL = "https://api.alpaca.markets"
+PAPER_HOST, LIVE_HOST = "paper-api.alpaca.markets", "api.alpaca.markets"
+PAPER_URL, LIVE_URL = f"https://{PAPER_HOST}", f"https://{LIVE_HOST}"
+PAPER_ACCOUNT_PREFIX = "PA"  # see AlpacaBroker._check_account_kind for where this comes from
 
 
 def _num(value, default: float | None = 0.0) -> float | None:
@@ -88,12 +93,34 @@ def _transient(exc: BaseException) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
+def _base_url(raw: str) -> tuple[str | None, str, str]:
+    """(url_override, host, scheme) of an ``ALPACA_BASE_URL`` value; (None, "", "") when unset.
+
+    The override is the root without a trailing ``/`` or ``/v2`` (alpaca-py appends ``/v2``); the
+    host is lower-case without a trailing dot, also for a value without a scheme.
+    """
+    base = raw.strip().rstrip("/")
+    if not base:
+        return None, "", ""
+    if base.lower().endswith("/v2"):
+        base = base[:-3].rstrip("/")
+    parts = urlsplit(base if "://" in base else "//" + base)
+    return base, (parts.hostname or "").rstrip("."), (parts.scheme if "://" in base else "").lower()
+
+
 def credentials_from_env(live: bool, environ) -> dict:
     """Keys, paper flag and base URL from the environment (never from config.yaml).
 
+    Paper vs live follows what the run will talk to.  Live money needs both ``ALPACA_PAPER=false``
+    and ``--live`` (``live``); Alpaca's live host (``api.alpaca.markets``, any scheme, port,
+    path or case) is refused without them, and its paper host (``paper-api.alpaca.markets``)
+    is refused with them.  Any other host (a proxy, a loopback fake) is allowed: the switches
+    say which kind of account is expected and ``AlpacaBroker`` checks the account itself.
+
     Raises:
         ConfigError: keys missing, or ``ALPACA_PAPER`` not ``true``/``false``.
-        BadInputError: a live account without ``--live`` (exit 2, nothing sent).
+        BadInputError: a live account without both switches, a switch/host mismatch, or a base
+            URL that is not http(s) (exit 2, nothing sent).
     """
     key = (environ.get("ALPACA_API_KEY") or "").strip()
     secret = (environ.get("ALPACA_SECRET_KEY") or "").strip()
@@ -106,10 +133,17 @@ def credentials_from_env(live: bool, environ) -> dict:
     if not paper and not live:
         raise BadInputError("ALPACA_PAPER=false selects a live (real-money) account: "
                             "add --live to trade it, or unset ALPACA_PAPER for paper.")
-    base = (environ.get("ALPACA_BASE_URL") or "").strip().rstrip("/")
-    if base.endswith("/v2"):
-        base = base[:-3]  # alpaca-py appends /v2 itself
-    return {"api_key": key, "secret_key": secret, "paper": paper, "url_override": base or None}
+    base, host, scheme = _base_url(environ.get("ALPACA_BASE_URL") or "")
+    if paper and host == LIVE_HOST:
+        raise BadInputError(f"ALPACA_BASE_URL points at Alpaca's live (real-money) host {LIVE_HOST}: "
+                            f"set ALPACA_PAPER=false and add --live to trade it, or set it to {PAPER_URL} for paper.")
+    if not paper and host == PAPER_HOST:
+        raise BadInputError(f"ALPACA_PAPER=false and --live ask for a live account but ALPACA_BASE_URL points at "
+                            f"Alpaca's paper host {PAPER_HOST}: unset ALPACA_BASE_URL (or set it to {LIVE_URL}) "
+                            "to trade live, or unset ALPACA_PAPER and drop --live for paper.")
+    if base is not None and (scheme not in ("http", "https") or not host):
+        raise BadInputError(f"ALPACA_BASE_URL must be an http(s) URL such as {PAPER_URL}, not {base!r}.")
+    return {"api_key": key, "secret_key": secret, "paper": paper, "url_override": base}
 
 
 class AlpacaBroker:
@@ -120,6 +154,9 @@ class AlpacaBroker:
     or ``OrderUncertain`` (maybe placed: look it up); the execution loop sends an order at
     most ``submit_attempts`` times, each after a lookup found nothing.  Every request times out after
     ``timeout`` seconds (connect: ``connect_timeout``).
+
+    The account must be the kind ``paper`` names: every ``get_account`` checks its number
+    (``_check_account_kind``), and no order is sent or canceled before one such check passed.
     """
 
     name = "alpaca"
@@ -136,6 +173,7 @@ class AlpacaBroker:
         session = self.client._session
         session.request = functools.partial(session.request, timeout=(connect_timeout, timeout))
         self.base_url = url_override or (PAPER_URL if paper else LIVE_URL)
+        self._account_checked = False  # set by the first account read whose kind matched ``paper``
         self._retrying = dict(
             retry=tenacity.retry_if_exception(_transient),
             stop=tenacity.stop_after_attempt(read_attempts),
@@ -160,11 +198,63 @@ class AlpacaBroker:
                               "check the network and status.alpaca.markets.") from None
 
     def get_account(self) -> Account:
-        a = self._read("the account", self.client.get_account)
+        """Cash, equity and cash available (dollars) and the blocked flags, in one ``GET /v2/account``.
+
+        The same answer's ``account_number`` is checked against ``paper`` first, so the check
+        costs no request of its own.
+
+        Raises:
+            BadInputError: the account is not the kind the switches name, or has no number (exit 2).
+            BrokerError: Alpaca refused the keys or did not answer.
+        """
+        from alpaca.trading.models import TradeAccount
+
+        raw = self._read("the account", self.client.get, "/account")  # what client.get_account parses
+        self._check_account_kind(raw.get("account_number") if isinstance(raw, dict) else None)
+        a = TradeAccount(**raw)
         return Account(cash=_num(a.cash), equity=_num(a.equity),
                        cash_available=_num(a.non_marginable_buying_power, _num(a.cash)),
                        trading_blocked=bool(a.trading_blocked) or bool(a.trade_suspended_by_user),
                        account_blocked=bool(a.account_blocked))
+
+    def _check_account_kind(self, number) -> None:
+        """Refuse an account that is not the kind ``self.paper`` names; mark it checked otherwise.
+
+        Rule: Alpaca paper account numbers start with ``PA``; a live account's does not.  Alpaca
+        documents no such rule; it is an observed convention.  Best sources found: Alpaca's own
+        getting-started guide shows a paper client (``TradingClient(..., paper=True)``) answering
+        ``"account_number": PA3717PJAYWN`` (github.com/alpacahq/alpaca-docs,
+        content/trading/getting-started.md, commit a44b596, 2022-09-26), and the Trading API
+        OpenAPI spec's ``GET /v2/account`` example is ``"PALPACA_123"`` while its schema says only
+        "Account number." (github.com/alpacahq/alpaca-mcp-server,
+        src/alpaca_mcp_server/specs/trading-api.json, 2026-06-29).  Should Alpaca ever number a
+        live account ``PA...``, a paper run against it would pass this check; the host rule of
+        ``credentials_from_env`` and the separate paper/live keys still stand.
+
+        Raises:
+            BadInputError: a paper run on a live-looking account, a live run on a paper one, or
+                no account number at all (exit 2; no order is sent).
+        """
+        self._account_checked = False
+        number = str(number or "").strip()
+        if not number:
+            raise BadInputError("Alpaca's account answer has no account number, so prep cannot tell paper from live "
+                                "and sends no order: check that ALPACA_BASE_URL points at Alpaca's Trading API.")
+        is_paper = number.startswith(PAPER_ACCOUNT_PREFIX)
+        if self.paper and not is_paper:
+            raise BadInputError("the keys reach a live (real-money) Alpaca account (its number does not start with "
+                                "PA) but this run expects paper, so no order is sent: use paper keys, or set "
+                                "ALPACA_PAPER=false and add --live to trade it.")
+        if not self.paper and is_paper:
+            raise BadInputError("ALPACA_PAPER=false and --live ask for a live account but the keys reach a paper "
+                                "account (its number starts with PA), so no order is sent: use live keys, or unset "
+                                "ALPACA_PAPER and drop --live for paper.")
+        self._account_checked = True
+
+    def _require_checked_account(self) -> None:
+        """Read (and so check) the account unless a read already did: writes never go first."""
+        if not self._account_checked:
+            self.get_account()
 
     def get_positions(self) -> dict[str, Position]:
         out = {}
@@ -230,7 +320,11 @@ class AlpacaBroker:
     def submit_order(self, request: OrderRequest) -> Order:
         """Send one DAY market order (or a ``close_position``) in ONE request; never retried here.
 
+        The account's kind is checked first if no account read has checked it yet (in a run,
+        ``rebalance`` reads the account before any order, so this costs nothing).
+
         Raises:
+            BadInputError / BrokerError: the account check failed or could not be made: nothing sent.
             OrderRejected: the broker refused it (403, 422, 404 ...): nothing was placed.
             OrderUncertain: timeout, dropped connection, 429 or 5xx: it may have landed.
         """
@@ -238,6 +332,7 @@ class AlpacaBroker:
         from alpaca.trading.enums import OrderSide, TimeInForce
         from alpaca.trading.requests import MarketOrderRequest
 
+        self._require_checked_account()
         try:
             if request.close_position:
                 raw = self.client.close_position(request.symbol)
@@ -257,9 +352,15 @@ class AlpacaBroker:
         return self._order(raw)
 
     def cancel_order(self, order_id: str) -> None:
-        """Cancel an open order; one that filled or was canceled meanwhile (422) is left alone."""
+        """Cancel an open order; one that filled or was canceled meanwhile (422) is left alone.
+
+        Raises:
+            BadInputError / BrokerError: the account check failed (see ``submit_order``), or the
+                cancel was refused or not answered.
+        """
         from alpaca.common.exceptions import APIError
 
+        self._require_checked_account()
         try:
             tenacity.Retrying(**self._retrying)(self.client.cancel_order_by_id, order_id)
         except APIError as exc:
@@ -282,7 +383,15 @@ class AlpacaBroker:
 
 
 def make_alpaca_broker(cfg, live: bool, environ) -> AlpacaBroker:
-    """An ``AlpacaBroker`` from ``broker.alpaca`` settings and the environment (see ``credentials_from_env``)."""
+    """An ``AlpacaBroker`` from ``broker.alpaca`` settings and the environment (see ``credentials_from_env``).
+
+    No request is made here: the account's kind (paper or live, as the switches name it) is
+    checked at the broker's first account read, which ``rebalance`` and ``prep status`` make
+    first (also through ``DryRunBroker``); a write sent before any read makes that read first.
+
+    Raises:
+        ConfigError / BadInputError: as ``credentials_from_env`` (nothing sent).
+    """
     a = cfg.broker.alpaca
     return AlpacaBroker(**credentials_from_env(live, environ), timeout=a.timeout_seconds,
                         connect_timeout=a.connect_timeout_seconds, read_attempts=a.read_attempts,
