@@ -185,14 +185,16 @@ def test_free_plan_prices_come_from_alpaca(tmp_path, fake, alpaca, reference, mo
     assert free.plan()["validation_results"]["selected_strategy"] == ref["selected_strategy"]
 
 
-def test_without_any_price_the_picks_are_rejected_with_the_reason(poly, fake):
+def test_without_any_price_source_validate_stops_and_nothing_is_selected(poly, fake):
+    """Issue 8 item 2: no source answering is a data failure, never "reject every pick -> BUY_HOLD"."""
     fake.snapshot_entitled = False  # and no Alpaca keys
     assert poly("--as-of", EVENING, "prepare").exit_code == 0
+    before = (poly.folder / "pending_trades.json").read_text()
     r = poly("--as-of", MORNING, "validate")
-    assert r.exit_code == 0, r.output
-    vr = poly.plan()["validation_results"]
-    assert {c["reason"] for c in vr["checks"].values()} == {"no pre-market price"}
-    assert vr["selected_strategy"] == "BUY_HOLD"
+    assert r.exit_code == 1, r.output
+    assert "no pre-market price source answered" in r.output and "Traceback" not in r.output
+    assert (poly.folder / "pending_trades.json").read_text() == before
+    assert poly.plan()["validation_results"] is None
 
 
 @pytest.mark.parametrize("key, code, words, requests", [

@@ -379,7 +379,9 @@ def test_buckets_by_volatility(raw_bars):
     assert scan2["bucket"].tolist() == ["CORE", "SPEC", "CORE"]      # AMD, FCX, WMT
     # A pick needs score >= min_score.
     assert (scan["pick"] == (scan["score"] >= 50)).all()
-    strict = _scan_of(raw_bars, ["WMT", "AMD", "FCX"], SESSION, buckets=BucketsConfig(min_score=101))
+    top = float(scan["score"].max())
+    assert top < 99.99
+    strict = _scan_of(raw_bars, ["WMT", "AMD", "FCX"], SESSION, buckets=BucketsConfig(min_score=top + 0.01))
     assert not strict["pick"].any()
 
 

@@ -261,7 +261,7 @@ class BrokerConfig(_Strict):
 class PolygonConfig(_Strict):
     """Polygon (Massive) REST client settings."""
 
-    requests_per_minute: float = Field(5.0, gt=0, le=100_000)
+    requests_per_minute: float = Field(5.0, gt=0, le=1_000_000)
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     max_retries: int = Field(5, ge=0, le=20)
     plan: Literal["free", "paid"] = "free"        # free: day D published on D+1 ET, no snapshot
@@ -336,13 +336,28 @@ def load_config(path: Path | str) -> Config:
     """Read and validate ``config.yaml``, and load ``.env`` beside it into the environment.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or holds an unknown key or a bad value.
+        ConfigError: the file is missing, is not a readable regular UTF-8 file, is not YAML, or holds
+            an unknown key or a bad value.  (A FIFO is refused before it is opened: reading one blocks.)
     """
+    import stat  # local, so this change stays inside load_config
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass --config PATH or copy config.yaml there.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError(f"config file {path} is {what}; pass --config PATH of a config.yaml file.")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found; pass --config PATH or copy config.yaml there.") from exc
+    except OSError as exc:  # PermissionError, NotADirectoryError, EIO, ...
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc.__class__.__name__}); "
+                          "check its permissions.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not text (byte {exc.start} is not UTF-8); "
+                          "it must be YAML.") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix its syntax.") from exc
     if not isinstance(raw, dict):

@@ -13,7 +13,9 @@ ETF for SPY/QQQ; snapshot prices are each session's real opening print standing 
 every symbol (``AAPL_syn1``...), real bars under made-up names, for the 5,000-symbol benchmark only.
 
 Faults are injected per endpoint (``inject``): 429 with or without Retry-After, 500, a handler
-that sleeps past the client's timeout (bounded), a dropped connection.  ``latency`` delays
+that sleeps past the client's timeout (bounded), a dropped connection, and "empty": HTTP 200
+"OK, 0 results" with no ``results`` (a holiday's answer) for a session that traded, N times or
+``always``.  ``latency`` delays
 every answer.  Every request is logged in ``requests`` (path, query, status).
 """
 
@@ -83,10 +85,13 @@ class LoopbackServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def inject(self, kind: str, match: str = "", times: int = 1, retry_after: str | None = None) -> None:
-        """Queue ``times`` faults of ``kind`` (429, 500, timeout, drop) for paths containing ``match``."""
+    def inject(self, kind: str, match: str = "", times: int = 1, retry_after: str | None = None,
+               always: bool = False) -> None:
+        """Queue ``times`` faults of ``kind`` (429, 500, timeout, drop, empty) for paths containing ``match``;
+        ``always``: one fault that answers every such request until ``faults`` is cleared."""
         with self.lock:
-            self.faults.extend({"kind": kind, "match": match, "retry_after": retry_after} for _ in range(times))
+            self.faults.extend({"kind": kind, "match": match, "retry_after": retry_after, "always": always}
+                               for _ in range(1 if always else times))
 
     def count(self, match: str = "", status: int | None = None) -> int:
         """Requests whose path contains ``match`` (and answered ``status``, if given)."""
@@ -97,7 +102,7 @@ class LoopbackServer:
         with self.lock:
             for i, f in enumerate(self.faults):
                 if f["match"] in path:
-                    return self.faults.pop(i)
+                    return f if f.get("always") else self.faults.pop(i)
         return None
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
@@ -123,6 +128,9 @@ class LoopbackServer:
                 headers["Retry-After"] = fault["retry_after"]
         elif fault and fault["kind"] == "500":
             status, body = 500, {"status": "ERROR", "request_id": uuid.uuid4().hex, "error": "Internal Server Error"}
+        elif fault and fault["kind"] == "empty":  # a holiday's answer (A2) for a session that traded
+            status, body = 200, {"adjusted": query.get("adjusted", "true") != "false", "queryCount": 0,
+                                 "resultsCount": 0, "status": "OK", "request_id": uuid.uuid4().hex}
         else:
             status, body, headers = self.handle(h, parts.path, query)
         self._log(parts.path, query, status)

@@ -34,4 +34,21 @@ class MarketData(Protocol):
              adjust_through: dt.date | None = None) -> pd.DataFrame: ...
 
     def premarket_prices(self, symbols: list[str], session: dt.date) -> dict[str, Quote]:
-        """Prices for the morning re-score; a symbol with no price is left out."""
+        """Prices (dollars) for the morning re-score of ``symbols`` on ``session``, by symbol.
+
+        A source that answered but has no price dated ``session`` for a symbol leaves that
+        symbol out (the caller weighs how many are unpriced).  ``{}`` for no symbols.
+
+        Raises:
+            DataError: no price source answered at all (no keys, refused, unreachable, not
+                entitled), naming each source tried and why: that is a data failure, never
+                "every pick has no price".
+        """
+
+    def premarket_source_problem(self) -> str | None:
+        """Why tomorrow morning will have no pre-market price source, in one sentence; None if it will.
+
+        Decided from configuration and the environment only (no network request): it runs
+        at 20:00 in ``prepare``, which prints it as a warning so the keys can be fixed
+        before ``validate`` stops for want of prices.
+        """

@@ -1,7 +1,7 @@
 """An in-memory source for backtests: the bar store read once, split-adjusted per known split.
 
 ``CachedSource`` answers the ``MarketData`` protocol (``bars``, ``premarket_prices``,
-``ensure_session``) and the three reads the simulated broker makes of a store
+``premarket_source_problem``, ``ensure_session``) and the three reads the simulated broker makes of a store
 (``splits``, ``session_bars``, ``read``) from numpy arrays held in memory, so a backtest
 of hundreds of sessions reads the Parquet file once instead of once a night.
 
@@ -208,6 +208,10 @@ class CachedSource:
         rows = self._session_rows(session)
         opens = dict(zip(self._sym[rows], self._ohlc["open"][rows]))
         return {s: Quote(float(opens[s]), PREMARKET_SOURCE) for s in symbols if s in opens}
+
+    def premarket_source_problem(self) -> str | None:
+        """Always None: backtests price the morning at the session's open, held in memory."""
+        return None
 
     # --- the reads the simulated broker makes of a store ---------------------------------------
     def splits(self) -> pd.DataFrame:

@@ -6,11 +6,14 @@
   publishes day D on D+1 (A2, A8).
 - Splits come from ``/v3/reference/splits`` into ``splits.csv`` and are applied on read.
 - Ticker types (``/v3/reference/tickers``) are cached in ``tickers.csv`` for the universe's type filter.
-- Pre-market prices: Polygon's snapshot on a paid plan, else Alpaca's latest trade
-  (alpaca-py ``StockHistoricalDataClient``), else none (the pick is rejected).
+- "OK, 0 results" for a session the XNYS calendar says traded is a fault, not a holiday: it is
+  asked again, then the run stops with nothing written for it (``data.allow_empty_sessions``: skipped).
+- Pre-market prices: Polygon's snapshot on a paid plan, else Alpaca's latest trade (alpaca-py).
+  No source answering at all is a ``DataError``, never "no price" (DESIGN §1).
 
 Store folder (``data.store_dir``): bars.parquet, splits.csv (see ``store.py``), tickers.csv,
-meta.json (``splits_checked``, ``tickers_checked``, ``tickers_types``, ``empty_sessions``).
+meta.json (``splits_checked``, ``tickers_checked``, ``tickers_types``, ``empty_sessions``:
+sessions skipped under ``data.allow_empty_sessions``, asked again whenever it is off).
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import datetime as dt
 import functools
 import json
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
+import requests
+import tenacity
 
 from .. import sessions
 from ..atomic import atomic_write
-from ..config import Config, secret
-from ..errors import DataError
+from ..config import AlpacaBrokerConfig, Config, secret
+from ..errors import ConfigError, DataError
 from .base import Quote
 from .polygon import NotEntitledError, PolygonClient, et_date_of_ms
 from .store import BarStore
@@ -38,6 +42,19 @@ log = logging.getLogger(__name__)
 SPLITS_OVERLAP_DAYS = 30
 #: Sessions fetched between two writes of the store during a long fill (progress survives a stop).
 FLUSH_EVERY = 25
+#: Extra grouped-daily requests for a traded session answered "OK, 0 results" (3 in all):
+#: waits of backoff_seconds, then twice that (12 s, 24 s by default), capped at max_backoff_seconds.
+EMPTY_RETRIES = 2
+ALPACA_KEYS = ("ALPACA_API_KEY", "ALPACA_SECRET_KEY")
+
+
+class PriceSourceDown(DataError):
+    """A price source that did not answer at all (``reason``: which and why), unlike one that
+    answered without a price for some symbol (that symbol is just left out)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PolygonSource:
@@ -87,10 +104,15 @@ class PolygonSource:
     # ------------------------------------------------------------------ bars
 
     def ensure_session(self, session: dt.date) -> None:
-        """Fetch the bars of ``session`` unless stored; refuse stale data.
+        """Fetch the bars of ``session`` unless stored; refuse stale or missing data.
+
+        An empty answer is asked again (see ``_grouped_daily``); a session still empty stops
+        the run even under ``data.allow_empty_sessions``: it is the session the run needs,
+        so skipping it cannot help.  Nothing is recorded for it.
 
         Raises:
-            DataError: the session is not published yet for this plan, or Polygon has no bars for it.
+            DataError: the session is not published yet for this plan, or Polygon keeps
+                answering it with no bars.
         """
         if session in set(self.store.dates()):
             return
@@ -98,42 +120,79 @@ class PolygonSource:
             raise DataError(f"the bars of session {session} are not published yet: on the free Polygon plan day D "
                             "appears on D+1 ET, so run after midnight ET (or set polygon.plan: paid on a paid key); "
                             "the data is stale, so no plan was written.")
-        bars = self.client.grouped_daily(session)
+        bars = self._grouped_daily(session)
         if bars.empty:
-            raise DataError(f"Polygon returned no bars for session {session} (not published yet?); the data is "
-                            "stale, so no plan was written.")
+            raise DataError(self._empty_message(session, skippable=False))
         self.store.write_bars(bars)
         log.info("polygon: stored %d bars of session %s", len(bars), session)
 
     def fill(self, start: dt.date, end: dt.date) -> int:
-        """Fetch every session in [start, end] the store lacks (one grouped request each).
+        """Fetch every session in [start, end] the store lacks (one grouped request each, more if empty).
 
-        Sessions not published yet for the plan are skipped; a session Polygon answers
-        empty is remembered in meta.json and not asked again.  Returns requests made.
+        Sessions not published yet for the plan are skipped.  A session still empty after the
+        retries stops the fill (bars fetched before it are kept; nothing is stored or recorded
+        for it), unless ``data.allow_empty_sessions``: then it is logged, recorded in meta.json
+        (``empty_sessions``) and skipped while the setting is on; off, recorded ones are asked
+        again.  Returns the sessions asked for.
+
+        Raises:
+            DataError: a traded session stayed empty (allow_empty_sessions off), or Polygon failed.
         """
         have = set(self.store.dates())
-        meta = self._meta()
-        empty = set(meta.get("empty_sessions", []))
+        recorded = set(self._meta().get("empty_sessions", []))
+        allow = self.cfg.data.allow_empty_sessions
         missing = [s for s in sessions.sessions_between(start, end)
-                   if s not in have and str(s) not in empty and self._published(s)]
+                   if s not in have and not (allow and str(s) in recorded) and self._published(s)]
         if not missing:
             return 0
-        log.info("polygon: filling %d sessions %s..%s (one grouped-daily request each)", len(missing),
-                 missing[0], missing[-1])
+        again = sorted(recorded & {str(s) for s in missing})
+        log.info("polygon: filling %d sessions %s..%s (one grouped-daily request each)%s", len(missing),
+                 missing[0], missing[-1], f"; asking again for {len(again)} recorded as empty" if again else "")
         batch: list[pd.DataFrame] = []
-        for i, s in enumerate(missing, 1):
-            bars = self.client.grouped_daily(s)
-            if bars.empty:
-                log.warning("polygon: no bars for session %s; it is skipped", s)
-                empty.add(str(s))
-            else:
-                batch.append(bars)
-            if batch and (i % FLUSH_EVERY == 0 or i == len(missing)):
+        empty: set[str] = set()
+        try:
+            for s in missing:
+                bars = self._grouped_daily(s)
+                if bars.empty:
+                    if not allow:
+                        raise DataError(self._empty_message(s, skippable=True))
+                    log.warning("polygon: session %s traded but Polygon has no bars for it; skipped and recorded "
+                                "in meta.json (data.allow_empty_sessions is on)", s)
+                    empty.add(str(s))
+                else:
+                    batch.append(bars)
+                if len(batch) >= FLUSH_EVERY:
+                    self.store.write_bars(pd.concat(batch, ignore_index=True))
+                    batch = []
+        finally:  # bars fetched before a stop are real: keep them, so a rerun asks only for the rest
+            if batch:
                 self.store.write_bars(pd.concat(batch, ignore_index=True))
-                batch = []
-        if empty != set(meta.get("empty_sessions", [])):
-            self._save_meta(empty_sessions=sorted(empty))
+            stored = {str(d) for d in self.store.dates()}
+            if (recorded | empty) - stored != recorded:
+                self._save_meta(empty_sessions=sorted((recorded | empty) - stored))
         return len(missing)
+
+    def _grouped_daily(self, session: dt.date) -> pd.DataFrame:
+        """Grouped daily of a traded session, asked ``EMPTY_RETRIES`` more times while empty (waits:
+        ``polygon.backoff_seconds``, then doubling, capped); empty only if every answer was."""
+        p = self.cfg.polygon
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda bars: bars.empty),
+            stop=tenacity.stop_after_attempt(EMPTY_RETRIES + 1),
+            wait=tenacity.wait_exponential(multiplier=p.backoff_seconds, max=p.max_backoff_seconds),
+            retry_error_callback=lambda state: state.outcome.result(),
+            before_sleep=lambda state: log.warning(
+                "polygon: session %s traded but came back empty (OK, 0 results); try %d of %d in %.2f s", session,
+                state.attempt_number + 1, EMPTY_RETRIES + 1, state.next_action.sleep if state.next_action else 0.0))
+        return retrying(self.client.grouped_daily, session)
+
+    @staticmethod
+    def _empty_message(session: dt.date, skippable: bool) -> str:
+        what_to_do = ("run again later, or set data.allow_empty_sessions: true to skip that session (the scan then "
+                      "lacks a day of history)" if skippable else "run again later")
+        return (f"Polygon answered grouped daily bars for session {session}, a day the NYSE traded, with no bars "
+                f"{EMPTY_RETRIES + 1} times (OK, 0 results); nothing was written for that session and no plan was "
+                f"made: {what_to_do}.")
 
     def refresh_splits(self, start: dt.date) -> None:
         """Fetch splits with ex-dates from ``start`` (cold) or from the last check less an overlap (warm).
@@ -210,27 +269,63 @@ class PolygonSource:
     def premarket_prices(self, symbols: list[str], session: dt.date) -> dict[str, Quote]:
         """Prices for the morning re-score: snapshot (paid plan), else Alpaca's latest trade.
 
-        Only a trade dated ``session`` (ET) counts; a symbol with no such price is left out
-        and the pick is rejected ("no pre-market price").  Each Quote names its source.
+        Only a price dated ``session`` (ET) counts; a symbol no source priced is left out
+        (the caller counts them).  Each Quote names its source.  Alpaca is asked only for
+        what the snapshot left unpriced.
+
+        Raises:
+            DataError: no source answered at all, naming each one tried and why (no keys,
+                HTTP 401/403, unreachable, snapshot not entitled).
         """
+        if not symbols:
+            return {}
         quotes: dict[str, Quote] = {}
-        if symbols and self.cfg.polygon.plan == "paid":
+        down: list[str] = []
+        answered = False
+        if self.cfg.polygon.plan == "paid":
             try:
                 snap = self.client.snapshot(symbols)
-            except NotEntitledError as exc:
-                log.warning("polygon snapshot unavailable, trying Alpaca: %s", exc)
+                answered = True
+            except NotEntitledError:
+                down.append("Polygon's snapshot: not entitled on this key's plan (HTTP 403)")
                 snap = {}
-            for sym in symbols:
-                q = _snapshot_quote(snap.get(sym), session)
-                if q is not None:
-                    quotes[sym] = q
+            except (ConfigError, DataError) as exc:  # 401 (key) or retries run out
+                down.append(f"Polygon's snapshot: {str(exc).rstrip('.')}")
+                snap = {}
+            quotes = {s: q for s in symbols if (q := _snapshot_quote(snap.get(s), session)) is not None}
         missing = [s for s in symbols if s not in quotes]
         if missing:
-            quotes.update(alpaca_latest_trades(missing, session))
-        for sym in symbols:
-            if sym not in quotes:
-                log.warning("no pre-market price for %s on %s (snapshot and Alpaca latest trade)", sym, session)
+            try:
+                quotes.update(alpaca_latest_trades(missing, session, self.cfg.broker.alpaca))
+                answered = True
+            except PriceSourceDown as exc:
+                down.append(exc.reason)
+        if not answered:
+            raise DataError(f"no pre-market price source answered for session {session} [{'; '.join(down)}]; "
+                            "this is a data failure, not a verdict on the picks: fix the source and run "
+                            "'prep validate' again.")
+        for reason in down:
+            log.warning("pre-market prices: %s (another source answered)", reason)
+        unpriced = [s for s in symbols if s not in quotes]
+        if unpriced:
+            log.warning("no pre-market price dated %s for %d of %d picks: %s", session, len(unpriced), len(symbols),
+                        ", ".join(unpriced))
         return quotes
+
+    def premarket_source_problem(self) -> str | None:
+        """None when tomorrow's ``validate`` will have a price source, else why not (no network request).
+
+        Paid plan: the snapshot (entitlement is checked by ``prep doctor``, not here).  Free
+        plan: Alpaca's latest trades, which need both Alpaca keys in the environment.
+        """
+        if self.cfg.polygon.plan == "paid":
+            return None
+        missing = [name for name in ALPACA_KEYS if not secret(name)]
+        if not missing:
+            return None
+        return (f"no {'/'.join(missing)}: on the free Polygon plan pre-market prices come from Alpaca's market "
+                f"data, so tomorrow's validate will stop; set {' and '.join(missing)} in the environment or .env "
+                "(or use a paid Polygon plan with polygon.plan: paid).")
 
 
 def _snapshot_quote(item: dict | None, session: dt.date) -> Quote | None:
@@ -246,28 +341,73 @@ def _snapshot_quote(item: dict | None, session: dt.date) -> Quote | None:
     return None
 
 
-def alpaca_latest_trades(symbols: list[str], session: dt.date) -> dict[str, Quote]:
-    """Latest trades from Alpaca's market-data API (alpaca-py), kept when dated ``session`` (ET).
+def _transient(exc: BaseException) -> bool:
+    """Worth asking Alpaca again: network errors, timeouts, 429 and 5xx."""
+    status = getattr(exc, "status_code", None) or 0
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout)) or status == 429 or status >= 500
 
-    Keys: ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``; base URL ``ALPACA_DATA_BASE_URL`` (default
-    Alpaca's).  Any failure is logged and yields no price (the pick is then rejected).
+
+def _alpaca_refusal(exc: Exception) -> str:
+    """Why Alpaca's market data refused (an alpaca-py ``APIError``, JSON body or not), as a clause."""
+    status, message = getattr(exc, "status_code", None), " ".join(str(exc).split())[:160]
+    try:
+        message = str(json.loads(str(exc)).get("message") or message)
+    except (ValueError, AttributeError):
+        pass
+    if status == 401:
+        return f"Alpaca's latest trades: keys refused (HTTP 401: {message}), check ALPACA_API_KEY/ALPACA_SECRET_KEY"
+    if status == 403:
+        return f"Alpaca's latest trades: not in the keys' data subscription (HTTP 403: {message})"
+    return f"Alpaca's latest trades: HTTP {status}: {message}"
+
+
+def alpaca_latest_trades(symbols: list[str], session: dt.date,
+                         settings: AlpacaBrokerConfig | None = None) -> dict[str, Quote]:
+    """Latest trades from Alpaca's market data (alpaca-py): ``{symbol: Quote}`` in dollars, dated ``session`` (ET).
+
+    A symbol with no trade dated ``session`` is left out (Alpaca answered: no trade today).
+    Keys ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``; base URL ``ALPACA_DATA_BASE_URL``.
+    ``settings`` (``broker.alpaca``): every request's timeouts, and ``read_attempts`` tries on
+    network errors, timeouts, 429 and 5xx, back-off from ``retry_wait_seconds`` (tenacity;
+    alpaca-py's own fixed 3 s retry is off).
+
+    Raises:
+        PriceSourceDown: Alpaca did not answer: no keys, HTTP 401/403 or another refusal,
+            unreachable after the retries, or an answer that does not parse.
     """
+    settings = settings or AlpacaBrokerConfig()
     key, secret_key = secret("ALPACA_API_KEY"), secret("ALPACA_SECRET_KEY")
     if not (key and secret_key):
-        log.warning("no ALPACA_API_KEY/ALPACA_SECRET_KEY: no Alpaca pre-market prices")
-        return {}
+        absent = "/".join(n for n, v in zip(ALPACA_KEYS, (key, secret_key)) if not v)
+        raise PriceSourceDown(f"Alpaca's latest trades: not asked, no {absent} in the environment or .env")
     from alpaca.common.exceptions import APIError
     from alpaca.data.historical import StockHistoricalDataClient
     from alpaca.data.requests import StockLatestTradeRequest
 
-    client = StockHistoricalDataClient(key, secret_key, url_override=os.environ.get("ALPACA_DATA_BASE_URL") or None)
+    base = secret("ALPACA_DATA_BASE_URL")
+    client = StockHistoricalDataClient(key, secret_key, url_override=base)
+    client._retry = 0  # its own retry sleeps a fixed 3 s (API-NOTES B4): tenacity below instead
     # alpaca-py sets no HTTP timeout (API-NOTES B1): add one.
-    client._session.request = functools.partial(client._session.request, timeout=(5, 30))
+    client._session.request = functools.partial(
+        client._session.request, timeout=(settings.connect_timeout_seconds, settings.timeout_seconds))
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_transient), reraise=True,
+        stop=tenacity.stop_after_attempt(settings.read_attempts),
+        wait=tenacity.wait_exponential(multiplier=settings.retry_wait_seconds, max=8.0),
+        before_sleep=lambda st: log.warning("Alpaca latest trades: %s; retry %d", st.outcome.exception(),
+                                            st.attempt_number))
+    request = StockLatestTradeRequest(symbol_or_symbols=symbols)
     try:
-        trades = client.get_stock_latest_trade(StockLatestTradeRequest(symbol_or_symbols=symbols))
-    except (APIError, OSError, ValueError) as exc:  # requests' errors are OSErrors
-        log.warning("Alpaca latest trades failed: %s", exc)
-        return {}
+        trades = retrying(client.get_stock_latest_trade, request)
+    except APIError as exc:
+        raise PriceSourceDown(_alpaca_refusal(exc)) from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        how = "did not answer in time" if isinstance(exc, requests.Timeout) else "unreachable"
+        raise PriceSourceDown(f"Alpaca's latest trades: {base or 'https://data.alpaca.markets'} {how} "
+                              f"({exc.__class__.__name__} after {settings.read_attempts} tries)") from exc
+    except (OSError, ValueError) as exc:  # another requests error; a body alpaca-py cannot parse
+        raise PriceSourceDown(f"Alpaca's latest trades: no usable answer ({exc.__class__.__name__}: "
+                              f"{' '.join(str(exc).split())[:120]})") from exc
     out = {}
     for sym, trade in trades.items():
         when = trade.timestamp.astimezone(sessions.ET).date() if trade.timestamp.tzinfo else trade.timestamp.date()

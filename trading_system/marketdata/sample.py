@@ -45,5 +45,10 @@ class SampleSource:
         return self.store.read(end=end, start=start, symbols=symbols, adjust_through=adjust_through)
 
     def premarket_prices(self, symbols: list[str], session: dt.date) -> dict[str, Quote]:
+        """Each symbol's opening print of ``session`` (dollars, as traded); symbols without a bar are left out."""
         today = self.store.session_bars(session, symbols)
         return {s: Quote(float(today.loc[s, "open"]), PREMARKET_SOURCE) for s in symbols if s in today.index}
+
+    def premarket_source_problem(self) -> str | None:
+        """Always None: the morning price is the target session's open, read from the local bars."""
+        return None

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write
-from ..errors import DataError
+from ..errors import BadInputError, DataError
 
 BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 
@@ -53,6 +53,37 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date) -> 
         out[col] = out[col].to_numpy() / factor
     out["volume"] = out["volume"].to_numpy() * factor
     return out
+
+
+def read_splits(path: Path) -> pd.DataFrame:
+    """``splits.csv`` as symbol (str), date (date), ratio (float), every row checked.
+
+    Raises:
+        BadInputError: the file cannot be read, is not a CSV with those columns, or a row has an
+            empty symbol, a date that is not YYYY-MM-DD, or a ratio that is not a finite number > 0
+            (a ratio of 0 would divide every price by zero).
+    """
+    fix = "fix or remove that row."
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise BadInputError(f"splits file {path} cannot be read as CSV ({exc.__class__.__name__}); "
+                            "restore it or pass another.") from exc
+    missing = [c for c in ("symbol", "date", "ratio") if c not in raw.columns]
+    if missing:
+        raise BadInputError(f"splits file {path} has no column {', '.join(missing)}; "
+                            "it needs symbol, date, ratio.")
+    raw = raw[["symbol", "date", "ratio"]].fillna("")
+    symbol = raw["symbol"].str.strip()
+    date = pd.to_datetime(raw["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
+    ratio = pd.to_numeric(raw["ratio"].str.strip(), errors="coerce")
+    bad = (symbol == "") | date.isna() | ~np.isfinite(ratio) | ~(ratio > 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        line = ",".join(raw.iloc[row])
+        raise BadInputError(f"splits file {path} line {row + 2} ({line!r}) is not symbol, date (YYYY-MM-DD), "
+                            f"ratio > 0; {fix}")
+    return pd.DataFrame({"symbol": symbol, "date": date.dt.date, "ratio": ratio.astype(float)})
 
 
 class BarStore:
@@ -96,15 +127,21 @@ class BarStore:
         return self._bars
 
     def splits(self) -> pd.DataFrame:
-        """Every known split: symbol (str), date (date), ratio (float); empty when none."""
+        """Every known split: symbol (str), date (date), ratio (float > 0); empty when none.
+
+        Raises:
+            BadInputError: ``splits.csv`` is not a CSV of symbol, date (YYYY-MM-DD), ratio (a finite
+                number > 0) on every row; the message names the file and the first bad line.  Exit 2
+                even for a Polygon store, which writes this file itself: a CSV is what people edit
+                by hand (the sample's, a copy for ``--bars``), a junk row is fixed by hand either way
+                (the store merges new splits into the rows it keeps), and a rerun would fail the same.
+        """
         if self._splits is None:
             if self.splits_path.exists():
-                sp = pd.read_csv(self.splits_path, dtype={"symbol": str, "ratio": float})
-                sp["date"] = pd.to_datetime(sp["date"]).dt.date
+                self._splits = read_splits(self.splits_path)
             else:
-                sp = pd.DataFrame({"symbol": pd.Series(dtype=str), "date": pd.Series(dtype=object),
-                                   "ratio": pd.Series(dtype=float)})
-            self._splits = sp
+                self._splits = pd.DataFrame({"symbol": pd.Series(dtype=str), "date": pd.Series(dtype=object),
+                                             "ratio": pd.Series(dtype=float)})
         return self._splits
 
     def dates(self) -> list[dt.date]:
