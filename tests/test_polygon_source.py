@@ -266,3 +266,33 @@ def test_universe_on_the_sample_source_notes_the_skipped_type_filter(tmp_path, f
     assert snap["data_source"] == "sample" and "SPY" not in snap["symbols"] and "QQQ" in snap["symbols"]
     assert snap["steps"][1]["skipped"] == "the sample source has no ticker reference data"
     assert len(fake.requests) == 0
+
+
+def test_a_data_failure_at_0900_is_not_a_liquidation(tmp_path, fake, alpaca, monkeypatch):
+    """Issue 8 item 2: over validation.max_unpriced_fraction of the picks unpriced -> exit 1, plan
+    left unvalidated; under it, the unpriced few are rejected with the reason and the rest trade.
+    The evening warns when the morning will have no price source."""
+    free = polygon_workspace(tmp_path, plan="free")
+    r = free("--as-of", "2021-04-20T00:30", "prepare")
+    assert r.exit_code == 0 and "warning:" in r.output and "ALPACA_API_KEY" in r.output
+    monkeypatch.setenv("ALPACA_API_KEY", alpaca.key)
+    monkeypatch.setenv("ALPACA_SECRET_KEY", alpaca.secret)
+    monkeypatch.setenv("ALPACA_DATA_BASE_URL", alpaca.url)
+    alpaca.session = TARGET
+    plan = free.plan()
+    picks = sorted({s for n, st in plan["strategies"].items() if n != "BUY_HOLD" for s in st["allocations"]})
+    before = (tmp_path / "pending_trades.json").read_text()
+    try:
+        alpaca.stale = set(picks[: len(picks) // 3])          # a third of the picks: no trade yet today
+        r = free("--as-of", MORNING, "validate")
+        assert r.exit_code == 1 and "have no pre-market price" in r.output
+        assert "validation.max_unpriced_fraction" in r.output
+        assert (tmp_path / "pending_trades.json").read_text() == before
+        alpaca.stale = {picks[0]}                             # one pick: a verdict on that pick only
+        r = free("--as-of", MORNING, "validate")
+        assert r.exit_code == 0, r.output
+        checks = free.plan()["validation_results"]["checks"]
+        assert checks[picks[0]]["reason"] == "no pre-market price" and not checks[picks[0]]["passed"]
+        assert all(c["price"] for s, c in checks.items() if s != picks[0])
+    finally:
+        alpaca.stale = set()
