@@ -157,6 +157,8 @@ def test_a_transient_broker_error_keeps_the_plan_and_a_rerun_finishes(tmp_path, 
         assert "did not reach its targets" in first.stderr and "Traceback" not in first.stderr
         assert (ws / "pending_trades.json").exists()
         assert list(archives(ws).values()) == ["incomplete"]
+        again = run_prep(ws, prep_env(fake), "--as-of", MORNING, "validate")   # a new choice could undo run 1
+        assert again.returncode == 2 and "orders were already sent" in again.stderr
         second = run_prep(ws, prep_env(fake), "execute")
         assert second.returncode == 0, second.stdout + second.stderr
         assert not (ws / "pending_trades.json").exists()
@@ -168,3 +170,28 @@ def test_a_transient_broker_error_keeps_the_plan_and_a_rerun_finishes(tmp_path, 
         # The first run's buys were scaled to the cash there; the rerun tops them up under the
         # next id of their series (their first orders are filled, so their ids are spent).
         assert {c for c in cids if c.endswith("-2")} == {f"prep-{plan_id}-b-{s}-2" for s in who["buys"]}
+
+
+def test_a_dry_run_never_reaches_the_real_broker_and_no_buy_goes_out_after_the_close(tmp_path):
+    """Review findings: ``rebalance(dry_run=True)`` wraps any broker in a DryRunBroker, and buys
+    are not sent once the market has closed (a DAY order would queue for the next session)."""
+    import datetime as dt
+
+    from trading_system.broker.simulated import SimulatedBroker
+    from trading_system.config import ExecutionConfig
+    from trading_system.execution import Journal, rebalance
+    from trading_system.marketdata.store import BarStore
+    from trading_system.orders import default_guards
+
+    cfg = ExecutionConfig()
+    store = BarStore(SAMPLE)
+    account = tmp_path / "acct.json"
+    real = SimulatedBroker(store, account, dt.date(2021, 4, 20), 100_000.0)
+    _, dry = rebalance({"AAPL": 0.5, "MSFT": 0.5}, real, cfg, "20210420-00000001", Journal(None),
+                       default_guards(cfg, tmp_path / "KILL"), dry_run=True)
+    assert {o.status for o in dry.orders} == {"dry_run"} and not account.exists()
+    assert real.get_positions() == {}
+    _, late = rebalance({"AAPL": 0.5, "MSFT": 0.5}, real, cfg, "20210420-00000002", Journal(None),
+                        default_guards(cfg, tmp_path / "KILL"), dry_run=False, market_open=lambda: False)
+    assert late.orders == [] and real.get_positions() == {}
+    assert {s for s, _, why in late.skipped if "market closed" in why} == {"AAPL", "MSFT"}

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Mapping, Sequence
 
 from .broker.base import Account, Broker, Order
+from .broker.dryrun import DryRunBroker
 from .config import ExecutionConfig
 from .errors import BrokerError
 from .journal import Journal, recover, submit_once  # noqa: F401  (Journal is part of this module's API)
@@ -106,8 +107,8 @@ class ExecutionReport:
         """Failed or unfilled orders by kind: {"buying_power": ["MSFT"], "unfilled": [...]}."""
         out: dict[str, list[str]] = {}
         for o in self.orders:
-            if o.error_kind == "guard":
-                continue  # told once, grouped by rule, in ``summary``
+            if o.error_kind == "guard" or (o.earlier_run and not o.open):
+                continue  # guards: told once, grouped by rule, in ``summary``; an earlier run's done order: its archive
             kind = o.error_kind or ("unfilled" if o.status not in ("filled", "dry_run") else None)
             if kind:
                 out.setdefault(kind, []).append(o.symbol)
@@ -263,17 +264,23 @@ def _earlier(known: Mapping[str, Order | None], journal: Journal, records: Seque
 
 def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, plan_id: str,
               journal: Journal, guards: Sequence[Guard], dry_run: bool, prices: Mapping[str, float] | None = None,
-              since: dt.datetime | None = None) -> tuple[OrderPlan, ExecutionReport]:
+              since: dt.datetime | None = None,
+              market_open: Callable[[], bool] = lambda: True) -> tuple[OrderPlan, ExecutionReport]:
     """Rebalance the account to ``weights`` (fractions) in two phases; see the module docstring.
 
     ``prices`` (dollars, e.g. the morning's validated prices) size whole-share buys of
     assets that are not fractionable; ``since`` (tz-aware) bounds order lookups to the session.
+    ``market_open()`` is asked before the buys: after the close they are not sent (Alpaca would
+    queue a DAY order for the next session's open).  A dry run always goes through a
+    ``DryRunBroker``, whatever broker it is handed.
 
     Raises:
         BrokerError: the account is blocked, a guard refused the run (nothing was sent; a dry
             run goes on and marks what would be refused, see ``ExecutionReport.refusals``), or
             the broker could not be asked whether an order landed (the journal keeps the state).
     """
+    if dry_run and not isinstance(broker, DryRunBroker):
+        broker = DryRunBroker(broker)
     before = broker.get_account()
     if before.trading_blocked or before.account_blocked:
         raise BrokerError("the broker account is blocked from trading; nothing was sent. Check the account with the broker.")
@@ -297,6 +304,10 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     available = after_sells.cash_available - cfg.cash_buffer * after_sells.equity
     buys, dropped = fit_buys_to_cash(oplan.buys, available, oplan.min_order)
     buys, dropped_buys = whole_shares(buys, frac, px)
+    if buys and not market_open():
+        dropped_buys += [(b.request.symbol, b.delta, "not sent: the market closed before the buys (a DAY order "
+                          "would queue for the next session)") for b in buys]
+        buys = []
     buy_records = _send(broker, journal, buys, "buy", known, since, guards)
     buy_records += [r for r in _earlier(known, journal, [*records, *buy_records]) if r.side == "buy"]
     # Buys are DAY market orders: waited for, never canceled here.

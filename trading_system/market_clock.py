@@ -74,3 +74,9 @@ def confirm_open(broker) -> None:
         if not c.is_open:
             raise RunTimeError(f"the broker reports the market still closed at {c.now:%H:%M:%S} ET "
                                f"(next open {c.next_open:%Y-%m-%d %H:%M} ET); nothing was sent and the plan is kept.")
+
+
+def still_open(broker) -> bool:
+    """Whether the market is open now by the broker's clock (True for a broker without one: the
+    simulated broker fills at the open of its session).  One ``GET /v2/clock``."""
+    return not has_clock(broker) or broker.market_clock().is_open

@@ -245,6 +245,8 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     Sets: ``validation_results`` in the plan (not in a dry run).
 
     Raises:
+        PlanError: orders were already sent for this plan (its journal has intents): a second
+            validation could pick another strategy and undo them; ``execute`` finishes it instead.
         DataError: no price source answered, or too many picks have no price: a missing price
             is a data failure, not a verdict on the pick, so the plan is left unvalidated
             (and ``execute`` sends nothing for it).
@@ -252,6 +254,10 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     plan_path = cfg.path(cfg.paths.plan)
     with plan_lock(plan_path):
         plan, today = morning_plan(cfg, clock)
+        journal = cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl"
+        if not dry_run and Journal(journal).intents():
+            raise PlanError(f"orders were already sent for plan {plan.plan_id} ({journal}), so it is not validated "
+                            "again (a new choice could undo them): run 'prep execute' to finish it.")
         now = clock.now()
         source = source or make_source(cfg, clock)
         contest = {n: s for n, s in plan.strategies.items() if n != "BUY_HOLD"}
@@ -309,6 +315,24 @@ class ExecuteResult:
     archive_path: str | None
     waited_until: dt.datetime | None
     plan_kept: bool = False
+
+
+def _sizing_prices(plan: Plan) -> dict[str, float]:
+    """Dollars per share for sizing whole-share buys: the higher of the morning's validated price
+    and the evening close of each pick.
+
+    Why the higher: a wrong, too-low morning print would buy too many whole shares (no guard
+    sees share counts, only the planned dollars); the higher price can only buy fewer.  The cost
+    is a smaller buy on a day a split makes the evening close look high (split on the target
+    session of a non-fractionable asset), which the next run tops up.
+    """
+    vr = plan.validation_results
+    checks = vr.checks if vr is not None else {}
+    out = {s: c.price for s, c in checks.items() if c.price}
+    for s, m in plan.tickers.items():
+        if s in out:
+            out[s] = max(out[s], m.close)
+    return out
 
 
 def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce=lambda msg: None,
@@ -375,14 +399,14 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
         broker = broker or make_broker(cfg, today, dry_run=dry_run, live=live)
         journal = Journal(None if dry_run else cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl")
         guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
-        prices = {s: c.price for s, c in vr.checks.items() if c.price}
+        prices = _sizing_prices(plan)
         since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
         _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run,
-                              prices=prices, since=since)
+                              prices=prices, since=since, market_open=lambda: dry_run or market_clock.still_open(broker))
         path, kept = None, False
         if not dry_run:
             done = plan.model_copy(update={"validation_results": vr.model_copy(
-                update={"orders_executed": sum(1 for o in report.orders if o.broker_order_id)})})
+                update={"orders_executed": sum(1 for o in report.orders if o.broker_order_id and not o.earlier_run)})})
             closed = clock.now() >= (hours[1] if hours else sessions.session_close(today))
             kept = not report.reached_targets and not closed
             path = str(archive(cfg, done, "incomplete" if kept else "executed", clock.now(), report.to_dict()))
