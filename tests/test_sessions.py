@@ -51,3 +51,54 @@ def test_frozen_clock_jumps_instead_of_sleeping():
     clock = sessions.Clock(at("2021-04-20T09:00"))
     clock.sleep_until(at("2021-04-20T09:30:05"))
     assert clock.now() == at("2021-04-20T09:30:05")
+
+
+def far_future() -> str:
+    """Past the calendar, which is built to two years past today."""
+    return f"{dt.date.today().year + 4}-01-02"
+
+
+@pytest.mark.parametrize("text", ["1990-01-02", "1999-01-04T09:00", far_future(), f"{far_future()}T09:00"])
+def test_item9_as_of_outside_the_calendar_is_refused_at_parse_time(text):
+    first, last = sessions.usable_range()
+    with pytest.raises(AsOfError, match=f"from {first} to {last}") as info:
+        at(text)
+    assert str(first) == "1999-01-05"
+    assert last > dt.date.today() + dt.timedelta(days=700)
+    assert "DateOutOfBounds" not in str(info.value)
+
+
+def test_item9_the_edges_of_the_usable_range_work():
+    first, last = sessions.usable_range()
+    assert sessions.last_closed_session(at(f"{first}T09:00")) == D(1999, 1, 4)
+    evening = at(f"{last}T20:00")
+    assert sessions.next_session(sessions.last_closed_session(evening)) > last
+
+
+@pytest.mark.parametrize("call", [
+    lambda d: sessions.is_session(d),
+    lambda d: sessions.session_open(d),
+    lambda d: sessions.session_close(d),
+    lambda d: sessions.next_session(d),
+    lambda d: sessions.previous_session(d),
+    lambda d: sessions.sessions_between(d, D(2021, 4, 20)),
+    lambda d: sessions.sessions_between(D(2021, 4, 20), d),
+    lambda d: sessions.last_closed_session(dt.datetime.combine(d, dt.time(20), tzinfo=sessions.ET)),
+], ids=["is_session", "session_open", "session_close", "next_session", "previous_session",
+        "sessions_between_start", "sessions_between_end", "last_closed_session"])
+@pytest.mark.parametrize("day", [D(1990, 1, 2), D(1999, 1, 1), dt.date.fromisoformat(far_future())],
+                         ids=["1990", "1999-01-01", "future"])
+def test_item9_session_functions_raise_as_of_error_out_of_the_calendar(call, day):
+    if call(D(2021, 4, 20)) is None:  # the call works in range
+        pytest.fail("no answer in range")
+    with pytest.raises(AsOfError, match="outside the exchange calendar"):
+        call(day)
+
+
+def test_item9_calendar_ends_are_refused_where_no_neighbour_exists():
+    cal = sessions.calendar()
+    with pytest.raises(AsOfError):
+        sessions.previous_session(cal.first_session.date())
+    with pytest.raises(AsOfError):
+        sessions.next_session(cal.last_session.date())
+    assert sessions.is_session(cal.first_session.date())

@@ -59,3 +59,51 @@ def test_write_bars_merges_and_persists(tmp_path, store):
     reread = BarStore(tmp_path).raw_bars()
     assert list(reread["date"]) == sorted(set(first["date"]) | set(again["date"]))
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# --- issue 8 item 11: junk in splits.csv is bad input naming the file and the line ---------------
+
+from trading_system.errors import BadInputError  # noqa: E402
+
+
+def _store_with_splits(tmp_path, text: str | bytes) -> BarStore:
+    path = tmp_path / "splits.csv"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return BarStore(tmp_path)
+
+
+@pytest.mark.parametrize("row, why", [
+    ("AAPL,not-a-date,4.0", "date"),
+    ("AAPL,2020-08-31,four", "ratio"),
+    ("AAPL,2020-08-31,0", "ratio 0 would divide prices by zero"),
+    ("AAPL,2020-08-31,-2", "negative ratio"),
+    ("AAPL,2020-08-31,inf", "infinite ratio"),
+    (",2020-08-31,4.0", "no symbol"),
+    ("AAPL,2020-08-31", "missing field"),
+])
+def test_item11_junk_row_in_splits_is_bad_input_naming_file_and_line(tmp_path, row, why):
+    head = (SAMPLE / "splits.csv").read_text().splitlines()[:4]   # header + 3 real rows
+    store = _store_with_splits(tmp_path, "\n".join(head + [row]) + "\n")
+    with pytest.raises(BadInputError, match=rf"splits file .*splits\.csv line 5 "):
+        store.splits()
+
+
+@pytest.mark.parametrize("content, words", [
+    (bytes(range(256)) * 4, "cannot be read as CSV"),
+    ("symbol,when,ratio\nAAPL,2020-08-31,4.0\n", "has no column date"),
+    ("", "cannot be read as CSV"),
+])
+def test_item11_splits_file_that_is_not_a_splits_csv(tmp_path, content, words):
+    with pytest.raises(BadInputError, match=words):
+        _store_with_splits(tmp_path, content).splits()
+
+
+def test_item11_splits_of_the_sample_still_read_the_same(store):
+    sp = store.splits()
+    assert len(sp) == len((SAMPLE / "splits.csv").read_text().splitlines()) - 1
+    aapl = sp[(sp.symbol == "AAPL") & (sp.date == D(2020, 8, 31))]
+    assert list(aapl["ratio"]) == [4.0]
+    assert isinstance(sp["date"].iloc[0], dt.date)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -137,13 +138,34 @@ def render(console: Console, result: BacktestResult, cfg: Config, json_path: Pat
     console.print(f"{len(result.nights)} sessions in {result.seconds:.1f} s")
 
 
+def output_folder(cfg: Config, out: str | None) -> Path:
+    """The folder for the report (``--out``, default ``reports/`` beside the config), checked now.
+
+    Checked before the backtest runs, so a bad ``--out`` costs a second, not the whole run; it is
+    created only when the report is written (a refused run leaves no empty folder behind).
+
+    Raises:
+        BadInputError: ``--out`` (or a folder above it) is an existing file, or is not writable.
+    """
+    folder = Path(out) if out else cfg.root / "reports"
+    flag = f"--out {folder}" if out else f"the report folder {folder}"
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise BadInputError(f"{flag} is a file, not a folder{'' if existing == folder else f' ({existing})'}; "
+                            "pass a folder for the JSON and PNG reports.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInputError(f"{flag} cannot be written ({existing} is not writable); pass a folder you can write to.")
+    return folder
+
+
 def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start: dt.date, end: dt.date,
                      bars: str | None = None, splits: str | None = None, no_gate: bool = False,
                      out: str | None = None) -> BacktestResult:
     """``prep backtest``: load the bars, run with a progress bar, write JSON + PNG, print the report.
 
     Raises:
-        BadInputError: a bad range, a range past the as-of instant or outside the data, a bad file.
+        BadInputError: a bad range, a range past the as-of instant or outside the data or the
+            calendar, a bad file, an ``--out`` that is not a folder (checked before the long run).
     """
     last = sessions.last_closed_session(clock.now())
     if end > last:
@@ -151,6 +173,11 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
                             f"{clock.now():%Y-%m-%d %H:%M %Z}; pick an earlier --end.")
     if start > end:
         raise BadInputError(f"--start {start} is after --end {end}; swap them.")
+    first = sessions.usable_range()[0]
+    if start < first:
+        raise BadInputError(f"--start {start} is before the exchange calendar this tool knows; "
+                            f"pick a --start from {first}.")
+    folder = output_folder(cfg, out)
     source = load_source(cfg, bars, splits, start)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
@@ -161,7 +188,6 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
             progress.update(task, total=total, completed=done, description=f"{stage:8s} {as_of:%Y-%m-%d %H:%M}")
 
         result = run_backtest(cfg, start, end, source=source, gate_off_twin=no_gate, on_step=step)
-    folder = Path(out) if out else cfg.root / "reports"
     stem = f"backtest_{result.start:%Y%m%d}_{result.end:%Y%m%d}"
     splits_file = (splits or str(Path(bars).parent / "splits.csv")) if bars else None
     json_path = folder / f"{stem}.json"

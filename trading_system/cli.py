@@ -26,7 +26,11 @@ class _State:
 
 
 def _run(state: _State, command: str, work) -> None:
-    """Load config and clock, run ``work(cfg, clock)``; one sentence per expected error."""
+    """Load config and clock, run ``work(cfg, clock)``; one sentence per expected error.
+
+    Logging is set up before anything can fail (with no file yet), so even a crash while loading
+    the config never lets ``logging``'s last-resort handler print a traceback on the terminal.
+    """
     from .config import load_config
     from .runtime import setup_logging
     from .sessions import Clock
@@ -34,8 +38,10 @@ def _run(state: _State, command: str, work) -> None:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     cfg = None
     try:
+        setup_logging(None, state.verbose)
         cfg = load_config(state.config_path)
         setup_logging(cfg, state.verbose)
+        _clean_orphans(cfg)
         clock = Clock.from_env(state.as_of)
         log.info("prep %s started (as-of %s)", command, clock.now().isoformat() if clock.frozen else "wall clock")
         work(cfg, clock)
@@ -45,8 +51,6 @@ def _run(state: _State, command: str, work) -> None:
         state.console.print(str(done))
         sys.exit(0)
     except PrepError as exc:
-        if cfg is None:
-            setup_logging(None, state.verbose)
         log.error("prep %s failed: %s", command, exc, exc_info=True)
         err.print(f"prep {command}: {exc}", markup=False)
         sys.exit(exc.exit_code)
@@ -55,10 +59,40 @@ def _run(state: _State, command: str, work) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug: keep the traceback in the log, one line on screen
         log.exception("prep %s crashed", command)
-        where = "logs/pre_market_prep.log" if cfg is not None else "the log"
-        err.print(f"prep {command}: unexpected error ({exc.__class__.__name__}: {exc}); details in {where}.",
+        err.print(f"prep {command}: unexpected error ({exc.__class__.__name__}: {exc}); {_details(cfg)}.",
                   markup=False)
         sys.exit(1)
+
+
+def _details(cfg) -> str:
+    """Where the traceback of a crash went: the log file, or (no config, so no log yet) ``-v``."""
+    from .runtime import LOG_FILE
+
+    if cfg is None:
+        return "run again with -v for the details"
+    return f"details in {cfg.path(cfg.paths.log_dir) / LOG_FILE}"
+
+
+def _clean_orphans(cfg) -> None:
+    """Remove the temp files killed runs left in the state folders; log how many.
+
+    The plan's folder (not below it: it may be the user's home), ``paths.archive_dir``, the
+    ``reports/`` folder, and ``paths.data_dir`` with everything below it (stores, orders,
+    universes).  Logs are appended, never written atomically, so ``paths.log_dir`` has none.
+    Never fails the run: a folder that cannot be listed is logged and skipped.
+    """
+    from .atomic import clean_orphans
+
+    folders = [(cfg.path(cfg.paths.plan).parent, False), (cfg.path(cfg.paths.archive_dir), False),
+               (cfg.root / "reports", False), (cfg.path(cfg.paths.data_dir), True)]
+    removed = 0
+    for folder, recursive in folders:
+        try:
+            removed += clean_orphans(folder, recursive=recursive)
+        except OSError as exc:
+            log.warning("could not look for orphaned temp files in %s: %s", folder, exc)
+    if removed:
+        log.info("removed %d orphaned temp file(s) left by killed runs", removed)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

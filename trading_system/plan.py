@@ -10,9 +10,12 @@ fractions of the account summing to 1; scores are 0-100 points.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Annotated, Any, Iterator, Literal
 
 import pydantic_core
 from filelock import FileLock, Timeout
@@ -26,7 +29,23 @@ STRATEGY_NAMES = ("BUY_HOLD", "TACTICAL", "SPEC", "ASYM")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN / inf are refused in every float field, and (should one reach a model that skipped
+    # validation) written as NaN constants, never as a silent null: ``save_plan`` then refuses them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, ser_json_inf_nan="constants")
+
+
+#: A weight: a finite fraction of the account in [0, 1].
+Weight = Annotated[float, Field(ge=0, le=1)]
+#: A score: 0-100 points.
+Score = Annotated[float, Field(ge=0, le=100)]
+WEIGHT_TOLERANCE = 1e-6
+
+
+def _check_weights(weights: dict[str, float], what: str) -> None:
+    """Weights (already finite, in [0, 1]) must sum to 1 within ``WEIGHT_TOLERANCE``, or be empty."""
+    total = math.fsum(weights.values())
+    if weights and abs(total - 1.0) > WEIGHT_TOLERANCE:
+        raise ValueError(f"{what} must sum to 1 (they sum to {total:.6f})")
 
 
 class TickerMetrics(_Model):
@@ -47,15 +66,15 @@ class TickerMetrics(_Model):
 class Strategy(_Model):
     """One candidate strategy: weights (fractions summing to 1) and the evening scores."""
 
-    allocations: dict[str, float]
-    original_scores: dict[str, float | None]
+    allocations: dict[str, Weight]
+    original_scores: dict[str, Score | None]   # None: a benchmark the scan could not score
 
     @model_validator(mode="after")
     def _weights(self) -> "Strategy":
-        if self.allocations:
-            total = sum(self.allocations.values())
-            if abs(total - 1.0) > 1e-6 or any(w < 0 for w in self.allocations.values()):
-                raise ValueError(f"allocations must be non-negative and sum to 1 (they sum to {total:.6f})")
+        _check_weights(self.allocations, "allocations")
+        missing = sorted(set(self.allocations) - set(self.original_scores))
+        if missing:
+            raise ValueError(f"original_scores has no entry for {', '.join(missing)}")
         return self
 
 
@@ -84,10 +103,15 @@ class PickCheck(_Model):
 class ValidatedStrategy(_Model):
     """One strategy after the 85 % gate: surviving weights renormalised to 1."""
 
-    validated_allocations: dict[str, float]
+    validated_allocations: dict[str, Weight]
     rejected_tickers: list[str]
     validation_rate: float = Field(ge=0, le=1)
     contestant: bool
+
+    @model_validator(mode="after")
+    def _weights(self) -> "ValidatedStrategy":
+        _check_weights(self.validated_allocations, "validated_allocations")
+        return self
 
 
 class ValidationResults(_Model):
@@ -127,6 +151,12 @@ class Plan(_Model):
             raise ValueError(f"strategies {missing} are missing")
         if self.target_session <= self.scan_session:
             raise ValueError("target_session must come after scan_session")
+        for name, strategy in self.strategies.items():
+            unscored = sorted(s for s in strategy.allocations if strategy.original_scores[s] is None)
+            if name != "BUY_HOLD" and unscored:  # the morning gate divides by the evening score
+                raise ValueError(f"strategies.{name}.original_scores has no score for {', '.join(unscored)}")
+        if self.validation_results is not None:
+            _check_validation(self.validation_results, self.strategies)
         return self
 
     @property
@@ -135,14 +165,63 @@ class Plan(_Model):
         return "validated" if self.validation_results is not None else "prepared"
 
 
+def _check_validation(vr: ValidationResults, strategies: dict[str, Strategy]) -> None:
+    """``validation_results`` must fit the evening strategies it validated.
+
+    The selected strategy has a validated entry; each validated strategy exists in the evening
+    and keeps a subset of its evening names; every validated or rejected name of a contestant
+    (all but BUY_HOLD, whose benchmarks are not re-scored) has a check, and a kept name passed it.
+    """
+    where = "validation_results"
+    if vr.selected_strategy not in vr.validated_strategies:
+        raise ValueError(f"{where}.selected_strategy {vr.selected_strategy} has no entry in "
+                         f"{where}.validated_strategies")
+    for name, v in vr.validated_strategies.items():
+        field = f"{where}.validated_strategies.{name}"
+        if name not in strategies:
+            raise ValueError(f"{field} is not one of the plan's strategies")
+        extra = sorted(set(v.validated_allocations) - set(strategies[name].allocations))
+        if extra:
+            raise ValueError(f"{field}.validated_allocations holds {', '.join(extra)}, "
+                             f"which strategies.{name}.allocations does not")
+        if name == "BUY_HOLD":
+            continue
+        unchecked = sorted((set(v.validated_allocations) | set(v.rejected_tickers)) - set(vr.checks))
+        if unchecked:
+            raise ValueError(f"{where}.checks has no check for {', '.join(unchecked)} of {name}")
+        failed = sorted(s for s in v.validated_allocations if not vr.checks[s].passed)
+        if failed:
+            raise ValueError(f"{field}.validated_allocations keeps {', '.join(failed)}, whose check did not pass")
+
+
+def _strict_json(payload: bytes, path: Path) -> bytes:
+    """``payload`` (JSON encoded with NaN / inf as constants) plus a newline, once pydantic-core has
+    re-read it with ``allow_inf_nan=False`` (~0.5 ms for a plan).
+
+    Raises:
+        ValueError: the payload holds a NaN or an infinity.  JSON has neither, and pydantic's
+            default (``null``) would turn a broken figure into "no value" without a word; a
+            caller that means "no value" says so explicitly (``None``) instead.
+    """
+    try:
+        pydantic_core.from_json(payload, allow_inf_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"refusing to write {path}: it would hold a NaN or an infinity ({exc}); "
+                         "a missing figure must be None") from exc
+    return payload + b"\n"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file in the same folder, fsync, then ``os.replace``.
 
     A crash leaves either the old file or the new one, never half of one.  Encoded by
     pydantic-core (stdlib ``json`` falls back to its pure-Python encoder once ``indent``
     is set, ~25x slower on a plan); dates and datetimes as ISO 8601, other objects by ``str``.
+
+    Raises:
+        ValueError: ``data`` holds a NaN or an infinity (nothing is written; see ``_strict_json``).
     """
-    payload = pydantic_core.to_json(data, indent=2, fallback=str) + b"\n"
+    payload = _strict_json(pydantic_core.to_json(data, indent=2, fallback=str, inf_nan_mode="constants"), path)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
@@ -150,33 +229,56 @@ def load_plan(path: Path) -> Plan | None:
     """Parse and validate the plan file; ``None`` when there is none.
 
     One pass in pydantic-core (``model_validate_json`` on the bytes), ~3x faster than
-    ``json.loads`` then ``model_validate``, with the same result.
+    ``json.loads`` then ``model_validate``, with the same result.  Anything but a regular file
+    (a folder, a FIFO that would block the read forever, a device) is refused before it is opened.
 
     Raises:
-        PlanError: the file is not JSON or does not match the schema (it is left untouched).
+        PlanError: the file is not a regular readable file, is not JSON, or does not match the
+            schema (it is left untouched).
     """
     path = Path(path)
-    if not path.exists():
-        return None
+    fix = "it was left as it is: fix it or run 'prep prepare' again."
     try:
-        return Plan.model_validate_json(path.read_bytes())
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PlanError(f"{path} is not a regular file (a folder, a pipe or a device); "
+                            "move it away and run 'prep prepare' again.")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # PermissionError, EIO, ...
+        raise PlanError(f"{path} cannot be read ({exc.strerror or exc.__class__.__name__}); {fix}") from exc
+    try:
+        return Plan.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            why = first["msg"].removeprefix("Invalid JSON: ")
-            raise PlanError(
-                f"{path} is not valid JSON ({why}); it was left as it is: fix it or run 'prep prepare' again."
-            ) from exc
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise PlanError(
-            f"{path} is not a valid plan ({where}: {first['msg']}); it was left as it is: "
-            "fix it or run 'prep prepare' again."
-        ) from exc
+        raise PlanError(_plan_problem(path, exc, fix)) from exc
+
+
+def _plan_problem(path: Path, exc: ValidationError, fix: str) -> str:
+    """One sentence for the first error pydantic found, naming the field (``a.b.c``) where it has one."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"{path} is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}); {fix}"
+    where = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{path} is not a valid plan ({where + ': ' if where else ''}{msg}); {fix}"
 
 
 def save_plan(path: Path, plan: Plan) -> None:
-    """Write the plan atomically (the bytes ``write_json_atomic`` writes for its JSON dump)."""
-    payload = plan.model_dump_json(indent=2).encode() + b"\n"
+    """Write the plan atomically (the bytes ``write_json_atomic`` writes for its JSON dump).
+
+    The tool never writes a plan it would refuse to load: the bytes are read back through
+    ``Plan`` first (~1 ms), which also checks a plan built by ``model_copy(update=...)``,
+    since that skips validation.
+
+    Raises:
+        ValueError: the plan holds a NaN or an infinity (``config`` is free-form), or does not
+            validate; nothing is written.  That is a bug, not an input to report.
+    """
+    payload = _strict_json(plan.model_dump_json(indent=2).encode(), path)   # NaN as constants: see _Model
+    try:
+        Plan.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ValueError(f"refusing to write {path}: {_plan_problem(path, exc, 'this is a bug')}") from exc
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 

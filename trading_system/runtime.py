@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 
 from .broker.base import Broker
@@ -70,24 +71,85 @@ def archive(cfg: Config, plan: Plan, status: str, when: dt.datetime, execution: 
     return path
 
 
+class QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file whose failures (disk full, file gone, folder unwritable) never reach the run.
+
+    ``logging``'s default ``handleError`` prints a "--- Logging error ---" block with a traceback
+    on stderr for every record that fails, even when the run itself succeeds.  Here the first
+    failure prints one warning line on stderr (so cron mails it) and the stream is dropped; later
+    records try again (a disk that frees up gets the log back) and fail silently.  Chosen over
+    ``logging.raiseExceptions = False``, which is process-wide, silent, and hides the errors of
+    every other handler too.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failure: str | None = None   # the first failure, in words; None while all is well
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if self.failure is None:
+            self.failure = f"{exc.__class__.__name__}: {exc}" if exc else "unknown error"
+            _warn(f"cannot write the log {self.baseFilename} ({self.failure}); carrying on without it.")
+        self._drop_stream()
+
+    def _drop_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()   # its buffer cannot be flushed either: closing discards it
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except (OSError, ValueError):   # the final flush failed: nothing more to lose
+            self._drop_stream()
+            logging.Handler.close(self)
+
+
+def _warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"prep: warning: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def setup_logging(cfg: Config | None, verbose: bool) -> None:
-    """Log to ``logs/pre_market_prep.log`` (rotated); ``-v`` also echoes to stderr."""
+    """Log to ``logs/pre_market_prep.log`` (rotated); ``-v`` also echoes to stderr.
+
+    The log is a record, not the job: when its folder (``paths.log_dir``) cannot be created or
+    the file cannot be opened, one warning line goes to stderr and the run carries on without
+    the file log, since a trader's 09:00 cron run should still rebalance with a broken log folder
+    (cron mails the warning).  Writes that fail later are handled by ``QuietFileHandler``.
+    Never raises for the log.
+    """
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-        h.close()
+        try:
+            h.close()
+        except (OSError, ValueError):
+            pass
     root.setLevel(logging.DEBUG)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg is not None:
         log_dir = cfg.path(cfg.paths.log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_dir / LOG_FILE, maxBytes=cfg.logging.max_bytes,
-                                                  backupCount=cfg.logging.backups)
-        fh.setLevel(cfg.logging.level)
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            fh = QuietFileHandler(log_dir / LOG_FILE, maxBytes=cfg.logging.max_bytes,
+                                  backupCount=cfg.logging.backups)
+        except OSError as exc:
+            _warn(f"cannot open the log in {log_dir} (paths.log_dir: {exc.strerror or exc.__class__.__name__}); "
+                  "carrying on without it.")
+        else:
+            fh.setLevel(cfg.logging.level)
+            fh.setFormatter(fmt)
+            root.addHandler(fh)
     if not root.handlers and not verbose:
-        root.addHandler(logging.NullHandler())  # no log folder yet: keep tracebacks off the screen
+        root.addHandler(logging.NullHandler())  # no log file: keep tracebacks off the screen
     if verbose:
         sh = logging.StreamHandler()
         sh.setLevel(logging.DEBUG)

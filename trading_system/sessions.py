@@ -31,27 +31,62 @@ def calendar():
     return xcals.get_calendar("XNYS", start="1999-01-04", end=end)
 
 
+def usable_range() -> tuple[dt.date, dt.date]:
+    """(first, last) dates an as-of instant may fall on: every session function then stays in the calendar.
+
+    The calendar runs from its first session to its last; a run on date D may ask for the session
+    before D (the morning's last closed session) and the one after the session it scans (the plan's
+    target), so the usable span is one session in from each end: the calendar's second session to
+    its last but one.
+    """
+    sessions = calendar().sessions
+    return sessions[1].date(), sessions[-2].date()
+
+
+def _outside(d: dt.date) -> AsOfError:
+    first, last = usable_range()
+    return AsOfError(f"{d} is outside the exchange calendar this tool knows; use a date from {first} to {last}.")
+
+
+def _check(d: dt.date, low: pd.Timestamp | None = None, high: pd.Timestamp | None = None) -> pd.Timestamp:
+    """``d`` as a Timestamp, when ``low <= d <= high`` (default: the calendar's first and last session).
+
+    Raises:
+        AsOfError: ``d`` is outside that span (``exchange_calendars`` would raise ``DateOutOfBounds``).
+    """
+    cal, ts = calendar(), _ts(d)
+    if not (cal.first_session if low is None else low) <= ts <= (cal.last_session if high is None else high):
+        raise _outside(d)
+    return ts
+
+
 def parse_as_of(text: str | None) -> dt.datetime | None:
     """Parse ``--as-of`` / ``PREP_AS_OF``: ISO 8601 date or date-time; naive means ET.
 
-    A bare date means the end of that day (23:59:59 ET).
+    A bare date means the end of that day (23:59:59 ET).  The date must lie in ``usable_range()``
+    (checked here, at parse time, so a run never starts on a date the calendar cannot place).
 
     Raises:
-        AsOfError: the text is not an ISO 8601 date or date-time.
+        AsOfError: the text is not an ISO 8601 date or date-time, or its date is outside the calendar.
     """
     if text is None or not str(text).strip():
         return None
     text = str(text).strip()
     try:
         if len(text) == 10:
-            d = dt.date.fromisoformat(text)
-            return dt.datetime.combine(d, dt.time(23, 59, 59), tzinfo=ET)
-        value = dt.datetime.fromisoformat(text)
+            value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(23, 59, 59))
+        else:
+            value = dt.datetime.fromisoformat(text)
     except ValueError as exc:
         raise AsOfError(
             f"--as-of '{text}' is not an ISO 8601 date or date-time; use e.g. 2021-04-19T20:00."
         ) from exc
-    return value.replace(tzinfo=ET) if value.tzinfo is None else value.astimezone(ET)
+    value = value.replace(tzinfo=ET) if value.tzinfo is None else value.astimezone(ET)
+    first, last = usable_range()
+    if not first <= value.date() <= last:
+        raise AsOfError(f"--as-of {text} is outside the exchange calendar this tool knows; "
+                        f"use a date from {first} to {last}.")
+    return value
 
 
 class Clock:
@@ -92,44 +127,69 @@ def _ts(d: dt.date) -> pd.Timestamp:
     return pd.Timestamp(d)
 
 
+#: Every function below raises ``AsOfError`` for a date outside the calendar (never the library's
+#: ``DateOutOfBounds``, and never a false "not a session"): a date there is an input to refuse.
+
 @functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def is_session(d: dt.date) -> bool:
-    """Whether the exchange trades on date ``d``."""
-    cal = calendar()
-    ts = _ts(d)
-    if ts < cal.first_session or ts > cal.last_session:
-        return False
-    return bool(cal.is_session(ts))
+    """Whether the exchange trades on date ``d``.
+
+    Raises:
+        AsOfError: ``d`` is outside the calendar.
+    """
+    return bool(calendar().is_session(_check(d)))
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def session_open(d: dt.date) -> dt.datetime:
-    """The regular-hours open of session ``d`` (tz-aware ET)."""
-    return calendar().session_open(_ts(d)).tz_convert(ET).to_pydatetime()
+    """The regular-hours open of session ``d`` (tz-aware ET).
+
+    Raises:
+        AsOfError: ``d`` is outside the calendar.
+    """
+    return calendar().session_open(_check(d)).tz_convert(ET).to_pydatetime()
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def session_close(d: dt.date) -> dt.datetime:
-    """The regular-hours close of session ``d`` (tz-aware ET; early closes included)."""
-    return calendar().session_close(_ts(d)).tz_convert(ET).to_pydatetime()
+    """The regular-hours close of session ``d`` (tz-aware ET; early closes included).
+
+    Raises:
+        AsOfError: ``d`` is outside the calendar.
+    """
+    return calendar().session_close(_check(d)).tz_convert(ET).to_pydatetime()
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def next_session(d: dt.date) -> dt.date:
-    """The first session strictly after date ``d`` (Friday -> Monday, holidays skipped)."""
+    """The first session strictly after date ``d`` (Friday -> Monday, holidays skipped).
+
+    Raises:
+        AsOfError: there is no session after ``d`` in the calendar (or ``d`` is before it).
+    """
     cal = calendar()
-    return cal.date_to_session(_ts(d) + pd.Timedelta(days=1), direction="next").date()
+    ts = _check(d, high=cal.last_session - pd.Timedelta(days=1))
+    return cal.date_to_session(ts + pd.Timedelta(days=1), direction="next").date()
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of the date; a backtest asks again and again
 def previous_session(d: dt.date) -> dt.date:
-    """The last session strictly before date ``d``."""
+    """The last session strictly before date ``d``.
+
+    Raises:
+        AsOfError: there is no session before ``d`` in the calendar (or ``d`` is after it).
+    """
     cal = calendar()
-    return cal.date_to_session(_ts(d) - pd.Timedelta(days=1), direction="previous").date()
+    ts = _check(d, low=cal.first_session + pd.Timedelta(days=1))
+    return cal.date_to_session(ts - pd.Timedelta(days=1), direction="previous").date()
 
 
 def last_closed_session(now: dt.datetime) -> dt.date:
-    """The latest session whose close is at or before ``now``: the evening scan's session."""
+    """The latest session whose close is at or before ``now``: the evening scan's session.
+
+    Raises:
+        AsOfError: ``now`` is outside the calendar.
+    """
     today = now.astimezone(ET).date()
     if is_session(today) and session_close(today) <= now:
         return today
@@ -137,5 +197,10 @@ def last_closed_session(now: dt.datetime) -> dt.date:
 
 
 def sessions_between(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every session in [start, end], oldest first."""
-    return [ts.date() for ts in calendar().sessions_in_range(_ts(start), _ts(end))]
+    """Every session in [start, end], oldest first.
+
+    Raises:
+        AsOfError: ``start`` or ``end`` is outside the calendar.
+    """
+    lo, hi = _check(start), _check(end)
+    return [ts.date() for ts in calendar().sessions_in_range(lo, hi)]

@@ -45,19 +45,35 @@ _CONSTITUENTS: dict[tuple[str, int, int], frozenset[str]] = {}
 
 
 def _constituents(cfg: Config) -> set[str]:
+    """The symbols of ``universe.constituents_file`` (a CSV with a ``symbol`` column), upper-cased.
+
+    Raises:
+        ConfigError: the file is missing, is not a regular readable file (a FIFO is refused before
+            it is opened: reading one blocks), or is not a CSV with a ``symbol`` column.
+    """
+    import stat
+
     path: Path = cfg.path(cfg.universe.constituents_file)
-    missing = f"constituents file {path} not found; fix universe.constituents_file in the config."
+    fix = "fix universe.constituents_file in the config."
     try:
-        stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"constituents file {path} is not a regular file (a folder, a pipe or a device); {fix}")
+        key = (str(path), st.st_mtime_ns, st.st_size)
         if key not in _CONSTITUENTS:
-            table = pd.read_csv(path, dtype=str)
+            table = pd.read_csv(path, dtype=str, encoding="utf-8")
             if "symbol" not in table.columns:
-                raise ConfigError(f"constituents file {path} has no 'symbol' column.")
+                raise ConfigError(f"constituents file {path} has no 'symbol' column; {fix}")
             _CONSTITUENTS.clear()
             _CONSTITUENTS[key] = frozenset(set(table["symbol"].dropna().str.strip().str.upper()) - {""})
     except FileNotFoundError as exc:
-        raise ConfigError(missing) from exc
+        raise ConfigError(f"constituents file {path} not found; {fix}") from exc
+    except OSError as exc:  # PermissionError, EIO, ...
+        raise ConfigError(f"constituents file {path} cannot be read ({exc.strerror or exc.__class__.__name__}); "
+                          f"{fix}") from exc
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError(f"constituents file {path} is not a CSV of symbols ({exc.__class__.__name__}); "
+                          f"{fix}") from exc
     return set(_CONSTITUENTS[key])
 
 
