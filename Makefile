@@ -28,7 +28,7 @@ run: $(STAMP)
 	@echo "state of the replay: $(DEMO)/ (archived_trades/, data/, logs/)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

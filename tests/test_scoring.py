@@ -64,8 +64,9 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, as_of: dt.date) -> pd
     """Plain pandas split adjustment: bars before each ex-date (<= as_of) / ratio, volume * ratio."""
     out = bars.copy()
     out["volume"] = out["volume"].astype(float)
+    days = pd.to_datetime(out["date"])  # one conversion: comparing Python dates row by row is slow
     for sp in splits[splits["date"] <= as_of].itertuples():
-        before = (out["symbol"] == sp.symbol) & (out["date"] < sp.date)
+        before = (out["symbol"] == sp.symbol) & (days < pd.Timestamp(sp.date))
         out.loc[before, ["open", "high", "low", "close"]] /= sp.ratio
         out.loc[before, "volume"] *= sp.ratio
     return out

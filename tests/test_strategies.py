@@ -36,8 +36,9 @@ def real_scan() -> pd.DataFrame:
     bars["volume"] = bars["volume"].astype(float)
     splits = pd.read_csv(SAMPLE / "splits.csv")
     splits["date"] = pd.to_datetime(splits["date"]).dt.date
+    days = pd.to_datetime(bars["date"])  # one conversion: comparing Python dates row by row is slow
     for sp in splits[splits["date"] <= SESSION].itertuples():
-        before = (bars["symbol"] == sp.symbol) & (bars["date"] < sp.date)
+        before = (bars["symbol"] == sp.symbol) & (days < pd.Timestamp(sp.date))
         bars.loc[before, ["open", "high", "low", "close"]] /= sp.ratio
         bars.loc[before, "volume"] *= sp.ratio
     return score_universe(bars, SESSION, ScoringConfig(), EligibilityConfig(), BucketsConfig())
