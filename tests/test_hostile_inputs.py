@@ -146,6 +146,34 @@ def selected_without_entry(plan):
     del vr["validated_strategies"][vr["selected_strategy"]]
 
 
+def bad_setting(yaml_text: str) -> Callable:
+    """A setup whose config holds one out-of-range setting (issue 8 item 3)."""
+    def setup(folder, plans):
+        write_config(folder, extra=yaml_text)
+    return setup
+
+
+def alpaca_with_plan(folder, plans):
+    """Broker alpaca and the real validated plan (the run must refuse before any request)."""
+    write_config(folder, extra="broker:\n  kind: alpaca\n")
+    (folder / PLAN).write_text(json.dumps(plans["validated"], indent=2))
+
+
+def session_cut_to_100_names(folder, plans):
+    """Real bars of the sample with 2021-04-19 cut to 100 symbols: an incomplete answer (item 5)."""
+    import pandas as pd
+
+    sample = folder / "sample"
+    sample.mkdir()
+    for name in ("splits.csv", "constituents.csv"):
+        (sample / name).symlink_to(SAMPLE / name)
+    bars = pd.read_parquet(SAMPLE / "bars.parquet")
+    day = bars["date"] == dt.date(2021, 4, 19)
+    keep = set(sorted(bars.loc[day, "symbol"])[:100])
+    bars[~day | bars["symbol"].isin(keep)].to_parquet(sample / "bars.parquet", index=False)
+    write_config(folder, sample_dir=sample)
+
+
 def far_future() -> str:
     """A date past the calendar (built to two years past today), four new-years from now."""
     return f"{dt.date.today().year + 4}-01-02"
@@ -164,6 +192,7 @@ class Case:
     exit_code: int
     word: str
     subprocess: bool = False
+    env: tuple[tuple[str, str], ...] = ()   # extra environment (a subprocess row only)
 
 
 CASES = [
@@ -194,6 +223,41 @@ CASES = [
          2, "original_scores"),
     Case("selected_strategy without a validated entry", plan_edit("validated", selected_without_entry),
          ("--as-of", OPEN, "execute"), 2, "selected_strategy"),
+    # Item 3: every setting finite and in range, refused at load naming key, value and range.
+    Case("max_order_notional: nan", bad_setting("execution:\n  max_order_notional: nan\n"),
+         ("--as-of", OPEN, "execute"), 2, "execution.max_order_notional"),
+    Case("poll_interval_seconds: -1", bad_setting("execution:\n  poll_interval_seconds: -1\n"),
+         ("--as-of", OPEN, "execute"), 2, "greater than 0"),
+    Case("sell_fill_timeout_seconds: .nan", bad_setting("execution:\n  sell_fill_timeout_seconds: .nan\n"),
+         ("--as-of", OPEN, "execute"), 2, "finite"),
+    Case("min_order_dollars: -100", bad_setting("execution:\n  min_order_dollars: -100\n"),
+         ("--as-of", OPEN, "execute"), 2, "execution.min_order_dollars"),
+    Case("periods_per_year: 0", bad_setting("scoring:\n  periods_per_year: 0\n"),
+         ("--as-of", EVENING, "prepare"), 2, "scoring.periods_per_year"),
+    Case("negative scoring weight", bad_setting("scoring:\n  weights:\n    rsi: -30\n"),
+         ("--as-of", EVENING, "prepare"), 2, "scoring.weights.rsi"),
+    Case("top_core: -1", bad_setting("strategies:\n  top_core: -1\n"), ("--as-of", EVENING, "prepare"), 2,
+         "strategies.top_core"),
+    Case("NaN benchmark weight", bad_setting("strategies:\n  benchmarks: {SPY: .nan, QQQ: 0.4}\n"),
+         ("--as-of", EVENING, "prepare"), 2, "strategies.benchmarks.SPY"),
+    Case("retention_threshold: 85", bad_setting("validation:\n  retention_threshold: 85\n"),
+         ("--as-of", MORNING, "validate"), 2, "not a percent"),
+    # Item 1: the live endpoint without both switches, and live without --live.
+    Case("live host without the switches", alpaca_with_plan, ("execute",), 2, "live (real-money) host",
+         subprocess=True, env=(("ALPACA_API_KEY", "k"), ("ALPACA_SECRET_KEY", "s"),
+                               ("ALPACA_BASE_URL", "https://api.alpaca.markets"))),
+    Case("ALPACA_PAPER=false without --live", alpaca_with_plan, ("execute",), 2, "--live", subprocess=True,
+         env=(("ALPACA_API_KEY", "k"), ("ALPACA_SECRET_KEY", "s"), ("ALPACA_PAPER", "false"))),
+    # Item 5: a session with bars for too few of the universe.
+    Case("session coverage under data.min_coverage", session_cut_to_100_names, ("--as-of", EVENING, "prepare"), 1,
+         "data.min_coverage"),
+    # Item 7: state never replaced without a word.
+    Case("prepare over a validated plan", plan_edit("validated", lambda p: None),
+         ("--as-of", "2021-04-20T06:00", "prepare"), 2, "already validated"),
+    Case("prepare with an earlier as-of than the plan", plan_edit("prepared", lambda p: None),
+         ("--as-of", "2021-04-16T20:00", "prepare"), 2, "later than"),
+    Case("prepare during market hours", plan_edit("prepared", lambda p: None),
+         ("--as-of", "2021-04-20T10:15", "prepare"), 2, "already trading"),
 ]
 
 
@@ -207,7 +271,7 @@ def run(folder: Path, case: Case) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``prep --config folder/config.yaml *case.args``."""
     args = [a.format(folder=folder) for a in case.args]
     if case.subprocess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "PREP_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "PREP_"))} | dict(case.env)
         cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args]
         done = sp.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=90)
         return done.returncode, done.stdout, done.stderr
