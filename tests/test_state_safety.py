@@ -78,6 +78,7 @@ def test_dry_run_prints_every_order_and_marks_what_a_guard_would_refuse(prep):
     for sym in weights:                       # the full order list is shown ...
         assert sym in r.output
     assert "REFUSED by" in r.output                                             # ... and marked
+    assert "dry run: a live run would not go through as planned" in " ".join(r.output.split())
     assert "execution.max_order_notional refuses" in " ".join(r.output.split())
     assert (prep.folder / "pending_trades.json").exists() and not (prep.folder / "archived_trades").exists()
     live = prep("--as-of", OPEN, "execute")   # the live run is refused before any order
@@ -155,6 +156,7 @@ def test_a_transient_broker_error_keeps_the_plan_and_a_rerun_finishes(tmp_path, 
         first = run_prep(ws, prep_env(fake), "execute")
         assert first.returncode == 1, first.stderr
         assert "did not reach its targets" in first.stderr and "Traceback" not in first.stderr
+        assert "the plan is kept: run 'prep execute' again" in " ".join(first.stderr.split())
         assert (ws / "pending_trades.json").exists()
         assert list(archives(ws).values()) == ["incomplete"]
         again = run_prep(ws, prep_env(fake), "--as-of", MORNING, "validate")   # a new choice could undo run 1

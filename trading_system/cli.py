@@ -147,8 +147,13 @@ def execute(state: _State, dry_run: bool, live: bool) -> None:
     def work(cfg, clock):
         result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
         render.execute(state.console, result)
+        if not result.report.reached_targets and dry_run:
+            raise RunTimeError(f"dry run: a live run would not go through as planned ({result.report.summary()}); "
+                               "nothing was sent, see the orders above.")
         if not result.report.reached_targets:
-            raise RunTimeError(f"the account did not reach its targets ({result.report.summary()}); see the orders above.")
+            kept = "; the plan is kept: run 'prep execute' again to finish" if result.plan_kept else ""
+            raise RunTimeError(f"the account did not reach its targets ({result.report.summary()}){kept}; "
+                               "see the orders above.")
 
     _run(state, "execute", work)
 
