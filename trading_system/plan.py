@@ -203,6 +203,8 @@ def _strict_json(payload: bytes, path: Path) -> bytes:
             default (``null``) would turn a broken figure into "no value" without a word; a
             caller that means "no value" says so explicitly (``None``) instead.
     """
+    if b"NaN" not in payload and b"Infinity" not in payload:
+        return payload + b"\n"  # neither constant anywhere: no parse needed (a byte search is ~100x cheaper)
     try:
         pydantic_core.from_json(payload, allow_inf_nan=False)
     except ValueError as exc:
