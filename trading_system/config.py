@@ -269,12 +269,28 @@ class PolygonConfig(_Strict):
     backoff_seconds: float = Field(12.0, ge=0, le=600)    # first retry wait without Retry-After; doubles
     max_backoff_seconds: float = Field(120.0, ge=0, le=3600)
     tickers_max_age_days: int = Field(7, ge=0, le=365)    # refresh the cached ticker types this often
+    give_up_after_seconds: float = Field(60.0, gt=0, le=3600)  # an unreachable host: stop retrying after this
 
     @model_validator(mode="after")
     def _backoff_ordered(self) -> "PolygonConfig":
         if self.max_backoff_seconds < self.backoff_seconds:
             raise ValueError("max_backoff_seconds must be at least backoff_seconds")
         return self
+
+
+NotifyEvent = Literal["plan_ready", "validated", "orders_done", "failure", "kill_switch"]
+
+
+class NotifyConfig(_Strict):
+    """Alerts through Apprise (DESIGN §1): ``urls`` (Apprise URLs: tgram://, discord://, slack://,
+    mailto://, ntfy://, json:// ...; they may hold secrets, so they are never logged) and ``events``,
+    which of plan_ready, validated, orders_done, failure, kill_switch to send.  ``timeout_seconds``
+    bounds one notification; a failed one is logged and never fails or delays a run's orders."""
+
+    urls: list[str] = Field(default_factory=list)
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["plan_ready", "validated", "orders_done", "failure", "kill_switch"])
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
 
 
 class LoggingConfig(_Strict):
@@ -299,6 +315,7 @@ class Config(_Strict):
     execution: ExecutionConfig = ExecutionConfig()
     broker: BrokerConfig = BrokerConfig()
     polygon: PolygonConfig = PolygonConfig()
+    notify: NotifyConfig = NotifyConfig()
     logging: LoggingConfig = LoggingConfig()
 
     root: Path = Field(default=Path("."), exclude=True)
