@@ -169,6 +169,16 @@ def universe(state: _State) -> None:
 
 
 @main.command()
+@click.option("--live", is_flag=True, help="Check a live (real-money) Alpaca account; also needs ALPACA_PAPER=false.")
+@click.pass_obj
+def doctor(state: _State, live: bool) -> None:
+    """Pre-flight: config, keys, Polygon and Alpaca, the morning's price source, the bar store, disk, crontab."""
+    from .doctor import doctor_command
+
+    _run(state, "doctor", lambda cfg, clock: doctor_command(cfg, clock, state.console, state.config_path, live))
+
+
+@main.command()
 @click.pass_obj
 def status(state: _State) -> None:
     """What is pending, its stage, the last archived runs, and the broker."""
