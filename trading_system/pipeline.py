@@ -116,6 +116,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     bars = source.bars(end=scan_session, start=scan_session - dt.timedelta(days=HISTORY_DAYS), symbols=universe)
     _check_coverage(bars, universe, scan_session, cfg.data.min_coverage, source.name)
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
+    _check_history(bars, scan, scan_session, cfg.scoring.lookback)
     allocations = build_strategies(scan, cfg.strategies)
     scores = scan["score"].where(scan["score"].notna(), None)
     strategies = {
@@ -182,6 +183,37 @@ def _check_coverage(bars: pd.DataFrame, universe: list[str], session: dt.date, m
         raise DataError(f"only {covered} of {len(universe)} symbols of the universe ({covered / len(universe):.1%}) "
                         f"have a bar for session {session} in the {source} data, under data.min_coverage "
                         f"{min_coverage:.1%}; the data is incomplete, so no plan was written.")
+
+
+class TooLittleHistory(DataError):
+    """No symbol has the bars the scan needs; ``first_usable`` is the first night one can."""
+
+    def __init__(self, message: str, first_usable: dt.date):
+        super().__init__(message)
+        self.first_usable = first_usable
+
+
+def first_usable_night(first_bar: dt.date, lookback: int) -> dt.date:
+    """The first session whose scan can score a symbol whose bars start on ``first_bar``: the
+    scan needs ``lookback + 1`` bars (DESIGN §4), so it is the (lookback + 1)-th session from it."""
+    days = sessions.sessions_between(first_bar, first_bar + dt.timedelta(days=2 * lookback + 30))
+    return days[lookback]
+
+
+def _check_history(bars: pd.DataFrame, scan: pd.DataFrame, session: dt.date, lookback: int) -> None:
+    """Refuse a scan in which no symbol has ``lookback + 1`` bars (a plan of zero picks that says
+    nothing about the market); a scan whose names fail the price or liquidity floors is a verdict.
+
+    Raises:
+        TooLittleHistory: naming when the bars start, what the scan needs and the first usable night.
+    """
+    if scan.empty or not scan["reason"].str.startswith("fewer than").all():
+        return
+    first = min(bars["date"])
+    usable = first_usable_night(first, lookback)
+    raise TooLittleHistory(f"no symbol has the {lookback + 1} bars the scan needs (scoring.lookback {lookback} + 1) "
+                           f"on {session}: the bars start on {first}, so the first usable night is {usable}; "
+                           "no plan was written.", usable)
 
 
 def _replacing_needs_force(old: Plan, target: dt.date, plan_path) -> str | None:
