@@ -1,4 +1,4 @@
-"""Issue 9 item 7: a night where no symbol has the bars the scan needs is explained, not a plan
+"""Issue 9 items 7 and 8: a night where no symbol has the bars the scan needs is explained, not a plan
 of zero picks (the bundled sample starts on 2019-01-02; the scan needs lookback + 1 = 61 bars)."""
 
 from __future__ import annotations
@@ -30,3 +30,14 @@ def test_backtest_refuses_a_start_before_the_first_usable_night(prep, tmp_path):
              "--out", str(tmp_path / "reports"))
     assert r.exit_code != 0 and "the first usable night is 2019-03-29" in " ".join(r.output.split())
     assert "did not beat BUY_HOLD" not in r.output
+
+
+def test_a_second_execute_names_the_archive_of_the_first(prep):
+    """Issue 9 item 8: the second execute of the morning says the plan was executed, and where."""
+    for as_of, cmd in (("2021-04-19T20:00", "prepare"), ("2021-04-20T09:00", "validate"),
+                       ("2021-04-20T09:31", "execute")):
+        assert prep("--as-of", as_of, cmd).exit_code == 0
+    r = prep("--as-of", "2021-04-20T09:40", "execute")
+    words = " ".join(r.output.split())
+    assert r.exit_code == 0 and "the plan for session 2021-04-20 was already executed" in words
+    assert "archived_trades/pending_trades_20210420_093100.json" in words

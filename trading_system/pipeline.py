@@ -248,6 +248,19 @@ def _scan_json(scan: pd.DataFrame, plan: Plan) -> dict:
             "data_source": plan.data_source, "tickers": records}
 
 
+def _executed_archive(cfg: Config, session: dt.date, newest: int = 20):
+    """The newest archive (of the last ``newest``) of a plan executed for ``session``, or None."""
+    folder = cfg.path(cfg.paths.archive_dir)
+    for path in sorted(folder.glob("pending_trades_*.json"), reverse=True)[:newest]:
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("status") == "executed" and doc["plan"]["target_session"] == str(session):
+                return path
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an unreadable archive is history's business, not this run's
+    return None
+
+
 def morning_plan(cfg: Config, clock: sessions.Clock) -> tuple[Plan, dt.date]:
     """The pending plan and today's session, if today is the session it was made for.
 
@@ -257,9 +270,12 @@ def morning_plan(cfg: Config, clock: sessions.Clock) -> tuple[Plan, dt.date]:
     """
     plan_path = cfg.path(cfg.paths.plan)
     plan = load_plan(plan_path)
-    if plan is None:
-        raise NothingToDo(f"no pending plan ({plan_path}); nothing to do.")
     today = clock.now().date()
+    if plan is None:
+        done = _executed_archive(cfg, today)
+        if done is not None:
+            raise NothingToDo(f"the plan for session {today} was already executed; its archive is {done}.")
+        raise NothingToDo(f"no pending plan ({plan_path}); nothing to do.")
     if not sessions.is_session(today):
         raise NothingToDo(f"{today} is not a trading session; the plan for {plan.target_session} is kept.")
     if plan.target_session != today:
