@@ -197,3 +197,29 @@ def test_a_dry_run_never_reaches_the_real_broker_and_no_buy_goes_out_after_the_c
                         default_guards(cfg, tmp_path / "KILL"), dry_run=False, market_open=lambda: False)
     assert late.orders == [] and real.get_positions() == {}
     assert {s for s, _, why in late.skipped if "market closed" in why} == {"AAPL", "MSFT"}
+
+
+def test_prepare_and_validate_at_once_never_drop_a_validation(tmp_path):
+    """Item 7, concurrently: whichever takes the plan lock first, a validation that reported
+    success is still in the plan afterwards (prepare refuses it, or validate ran on the new plan)."""
+    import subprocess
+    import sys
+
+    write_config(tmp_path)
+    prep = Prep(tmp_path)
+    assert prep("--as-of", EVENING, "prepare").exit_code == 0
+    base = [sys.executable, "-m", "trading_system.cli", "--config", str(tmp_path / "config.yaml")]
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("ALPACA_", "PREP_"))}
+    for _ in range(2):
+        procs = [subprocess.Popen(base + ["--as-of", MORNING, "validate"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True),
+                 subprocess.Popen(base + ["--as-of", "2021-04-20T06:00", "prepare"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+        (v_out, v_err), (p_out, p_err) = (p.communicate(timeout=120) for p in procs)
+        validated_ok, prepared_ok = procs[0].returncode == 0, procs[1].returncode == 0
+        plan = prep.plan()
+        assert not (validated_ok and prepared_ok and plan["validation_results"] is None), (v_err, p_err)
+        if validated_ok and not prepared_ok:
+            assert "already validated" in p_err or "another prep run" in p_err
+            assert plan["validation_results"] is not None
+        assert "Traceback" not in v_err + p_err
