@@ -72,8 +72,8 @@ def test_nightly_cycle_matches_golden(prep):
         GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
     expected = json.loads(GOLDEN.read_text())
     assert got == expected
-    # A second execute finds nothing to do and sends nothing.
+    # A second execute says the plan was executed (and where its archive is) and sends nothing.
     r = prep("--as-of", "2021-04-20T09:40", "execute")
-    assert r.exit_code == 0 and "no pending plan" in r.output
+    assert r.exit_code == 0 and "was already executed" in r.output
     account = json.loads((prep.folder / "data" / "sim_account.json").read_text())
     assert len(account["orders"]) == len(expected["orders"])

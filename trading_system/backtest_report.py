@@ -1,4 +1,7 @@
-"""``prep backtest`` as a command: where the bars come from, the progress bar, the report.
+"""``prep backtest`` as a command: where the bars come from, the progress, the report.
+
+Progress (``progress.Reporter`` on the command's console): a live bar on a terminal; otherwise
+(cron, pipes) a line per ~10 % of the sessions (session, done/total, elapsed, ETA), also logged.
 
 Writes ``reports/backtest_YYYYMMDD_YYYYMMDD.json`` (the summary, the equity curves and
 every session's choice) and a ``.png`` beside it (equity curves over drawdowns), and
@@ -17,7 +20,6 @@ import os
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import sessions
@@ -28,6 +30,7 @@ from .errors import BadInputError
 from .marketdata.cached import CachedSource
 from .pipeline import HISTORY_DAYS
 from .plan import write_json_atomic
+from .progress import Reporter
 
 
 def survivorship_note(cfg: Config) -> str:
@@ -161,7 +164,7 @@ def output_folder(cfg: Config, out: str | None) -> Path:
 def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start: dt.date, end: dt.date,
                      bars: str | None = None, splits: str | None = None, no_gate: bool = False,
                      out: str | None = None) -> BacktestResult:
-    """``prep backtest``: load the bars, run with a progress bar, write JSON + PNG, print the report.
+    """``prep backtest``: load the bars, run showing progress, write JSON + PNG, print the report.
 
     Raises:
         BadInputError: a bad range, a range past the as-of instant or outside the data or the
@@ -179,15 +182,23 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
                             f"pick a --start from {first}.")
     folder = output_folder(cfg, out)
     source = load_source(cfg, bars, splits, start)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("backtest", total=None)
+    reporter = Reporter("backtest", "sessions", console=console)
+    begun = False
 
-        def step(stage: str, as_of: dt.datetime, done: int, total: int) -> None:
-            progress.update(task, total=total, completed=done, description=f"{stage:8s} {as_of:%Y-%m-%d %H:%M}")
+    def step(stage: str, as_of: dt.datetime, done: int, total: int) -> None:
+        nonlocal begun
+        if not begun:  # the first step comes after the range and the data were checked
+            reporter.begin(total, f"{start} to {end}")
+            begun = True
+        reporter.update(done, f"session {as_of:%Y-%m-%d}" if stage == "marked" else f"{stage} {as_of:%Y-%m-%d %H:%M}")
 
+    try:
         result = run_backtest(cfg, start, end, source=source, gate_off_twin=no_gate, on_step=step)
+    except BaseException:
+        if begun:
+            reporter.end(ok=False)
+        raise
+    reporter.end(ok=True)
     stem = f"backtest_{result.start:%Y%m%d}_{result.end:%Y%m%d}"
     splits_file = (splits or str(Path(bars).parent / "splits.csv")) if bars else None
     json_path = folder / f"{stem}.json"

@@ -6,8 +6,13 @@
   followed as path + query on that base (as the official client does), never re-sending params.
 - Every request has a timeout and takes a token from the limiter first.
 - Retries (tenacity) on 429 (``Retry-After`` honoured), 5xx, timeouts and dropped
-  connections, with exponential backoff and jitter; never on 401/403, which become one
-  sentence each (unknown key, plan not entitled, today's data before end of day) (A7).
+  connections, with exponential backoff and jitter, at most ``polygon.max_retries`` times;
+  never on 401/403, which become one sentence each (unknown key, plan not entitled, today's
+  data before end of day) (A7).
+- A host that does not answer at all (connection refused, DNS failure, connect timeout) is
+  given up on once ``polygon.give_up_after_seconds`` have passed since the first such attempt
+  began (the waits are cut to fit), or when the attempts run out, whichever comes first:
+  ``HostUnreachable``, one sentence naming the host (never the key).
 - A missing ``results`` is ``[]`` (A1); ``status`` is not asserted (A7: OK / DELAYED).
 """
 
@@ -24,6 +29,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import requests
 import tenacity
+import urllib3.exceptions
 
 from ..config import PolygonConfig, secret
 from ..errors import ConfigError, DataError
@@ -45,12 +51,74 @@ class NotPublishedError(DataError):
     """HTTP 403 "today's data before end of day": the session is not published yet for this plan."""
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt; ``retry_after`` in seconds when the server said so."""
+class HostUnreachable(DataError):
+    """The host did not answer at all (refused, unknown, connect timeout) for ``seconds``."""
 
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, host: str, seconds: float, cause: str, kept: str = ""):
+        self.host, self.seconds, self.cause = host, seconds, cause
+        super().__init__(f"Polygon ({host}) did not answer for {_secs(seconds)} s ({cause}); check the network or "
+                         f"POLYGON_BASE_URL; {kept or 'nothing was written'}.")
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt; ``retry_after`` in seconds when the server said so.
+
+    ``silent_since`` (monotonic seconds) is set when no connection could be made at all: when
+    that attempt began.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None, silent_since: float | None = None,
+                 cause: str = ""):
         super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
+        self.reason, self.retry_after, self.silent_since, self.cause = reason, retry_after, silent_since, cause
+
+
+def _secs(seconds: float) -> str:
+    """60 -> ``60``, 1.04 -> ``1``, 0.34 -> ``0.3``."""
+    return f"{seconds:.0f}" if seconds >= 0.95 else f"{seconds:.1f}"
+
+
+def _no_connection(exc: requests.RequestException) -> bool:
+    """No connection was made at all: refused, DNS failure, connect timeout (not a dropped one)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
+class _Silence(tenacity.stop.stop_base):
+    """The stop (and wait cap) for a host that does not answer: ``limit`` seconds after the first
+    attempt of the current run of no-connection failures began; an answer of any kind resets it."""
+
+    def __init__(self, limit: float, clock: Callable[[], float]):
+        self.limit, self.clock = limit, clock
+        self.since: float | None = None
+        self.cause = ""
+
+    def observe(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if not isinstance(exc, _Retryable):
+            return
+        if exc.silent_since is None:
+            self.since = None
+        elif self.since is None:
+            self.since = exc.silent_since
+        if exc.cause:
+            self.cause = exc.cause
+
+    def elapsed(self) -> float:
+        return 0.0 if self.since is None else self.clock() - self.since
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        self.observe(state)
+        return self.since is not None and self.elapsed() >= self.limit
+
+    def cap(self, wait: float, state: tenacity.RetryCallState) -> float:
+        """``wait`` cut so the next attempt starts no later than the deadline (tenacity asks for the
+        wait before the stop, so the outcome is observed here too)."""
+        self.observe(state)
+        return wait if self.since is None else max(0.0, min(wait, self.limit - self.elapsed()))
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -90,14 +158,17 @@ def et_date_of_ms(ms: float) -> dt.date:
 class PolygonClient:
     """One key, one base URL, one limiter; methods return DataFrames or plain dicts.
 
-    ``sleep`` is injectable so tests can record the waits instead of spending them.
-    ``requests_made`` counts HTTP attempts (retries included).
+    ``sleep`` and ``clock`` (monotonic seconds) are injectable so tests can record the waits
+    instead of spending them.  ``requests_made`` counts HTTP attempts (retries included).
     """
 
     def __init__(self, api_key: str, cfg: PolygonConfig, base_url: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        parts = urllib.parse.urlsplit(self.base_url)
+        self.host = (parts.hostname or self.base_url) + (f":{parts.port}" if parts.port else "")
+        self._clock = clock
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json",
                                      "User-Agent": "prep (trading_system)"})
@@ -131,11 +202,17 @@ class PolygonClient:
     def _once(self, url: str, params: dict | None, what: str) -> dict:
         self.limiter.acquire()
         self.requests_made += 1
+        began = self._clock()
+        # connecting never waits longer than the give-up time (a black-holed host)
+        timeout = (min(self.cfg.timeout_seconds, self.cfg.give_up_after_seconds), self.cfg.timeout_seconds)
         try:
-            resp = self.session.get(url, params=params, timeout=self.cfg.timeout_seconds, allow_redirects=False)
-        except requests.Timeout as exc:
-            raise _Retryable(f"no answer within {self.cfg.timeout_seconds:g} s") from exc
-        except requests.ConnectionError as exc:
+            resp = self.session.get(url, params=params, timeout=timeout, allow_redirects=False)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            cause = exc.__class__.__name__
+            if _no_connection(exc):
+                raise _Retryable(f"no connection to {self.host} ({cause})", silent_since=began, cause=cause) from exc
+            if isinstance(exc, requests.Timeout):
+                raise _Retryable(f"no answer within {self.cfg.timeout_seconds:g} s") from exc
             raise _Retryable("the connection dropped") from exc
         if resp.status_code == 200:
             try:
@@ -182,6 +259,8 @@ class PolygonClient:
         Raises:
             ConfigError: 401 (unknown or missing key); NotEntitledError 403 (plan).
             NotPublishedError: 403 today's data before end of day.
+            HostUnreachable: no connection could be made for ``polygon.give_up_after_seconds``
+                (or through every attempt).
             DataError: another 4xx, or still failing after ``polygon.max_retries`` retries.
         """
         if path_or_url.startswith("http"):
@@ -189,10 +268,11 @@ class PolygonClient:
             url = f"{self.base_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
         else:
             url = f"{self.base_url}{path_or_url}"
+        silence = _Silence(self.cfg.give_up_after_seconds, self._clock)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=tenacity.stop_after_attempt(self.cfg.max_retries + 1),
-            wait=self._wait, sleep=self._sleep, reraise=True,
+            stop=silence | tenacity.stop_after_attempt(self.cfg.max_retries + 1),  # silence first: it observes
+            wait=lambda s: silence.cap(self._wait(s), s), sleep=self._sleep, reraise=True,
             before_sleep=lambda s: log.warning("polygon %s: %s; retry %d in %.2f s", what,
                                                s.outcome.exception(), s.attempt_number,
                                                s.next_action.sleep if s.next_action else 0.0))
@@ -201,6 +281,8 @@ class PolygonClient:
                 with attempt:
                     return self._once(url, params, what)
         except _Retryable as exc:
+            if exc.silent_since is not None and silence.since is not None:
+                raise HostUnreachable(self.host, silence.elapsed(), silence.cause) from exc
             raise DataError(f"Polygon did not deliver {what} after {self.cfg.max_retries + 1} attempts "
                             f"(last: {exc.reason}); try again later.") from exc
         raise AssertionError("unreachable")  # pragma: no cover

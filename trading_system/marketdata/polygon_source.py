@@ -8,8 +8,10 @@
 - Ticker types (``/v3/reference/tickers``) are cached in ``tickers.csv`` for the universe's type filter.
 - "OK, 0 results" for a session the XNYS calendar says traded is a fault, not a holiday: it is
   asked again, then the run stops with nothing written for it (``data.allow_empty_sessions``: skipped).
-- Pre-market prices: Polygon's snapshot on a paid plan, else Alpaca's latest trade (alpaca-py).
-  No source answering at all is a ``DataError``, never "no price" (DESIGN §1).
+- Pre-market prices: Polygon's snapshot on a paid plan, else Alpaca's latest trade (alpaca-py,
+  ``alpaca_data.py``).  No source answering at all is a ``DataError``, never "no price" (DESIGN §1).
+- A fill reports its progress (sessions done / total, requests, ETA) to a ``ProgressSink``
+  (``trading_system.progress``); it never prints itself.
 
 Store folder (``data.store_dir``): bars.parquet, splits.csv (see ``store.py``), tickers.csv,
 meta.json (``splits_checked``, ``tickers_checked``, ``tickers_types``, ``empty_sessions``:
@@ -19,22 +21,24 @@ sessions skipped under ``data.allow_empty_sessions``, asked again whenever it is
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 from pathlib import Path
 
 import pandas as pd
-import requests
 import tenacity
 
 from .. import sessions
 from ..atomic import atomic_write
-from ..config import AlpacaBrokerConfig, Config, secret
+from ..config import Config, secret
 from ..errors import ConfigError, DataError
+from ..progress import ProgressSink, Reporter, duration
+from .alpaca_data import ALPACA_KEYS, PriceSourceDown, alpaca_latest_trades
 from .base import Quote
-from .polygon import NotEntitledError, PolygonClient, et_date_of_ms
+from .polygon import HostUnreachable, NotEntitledError, PolygonClient, et_date_of_ms
 from .store import BarStore
+
+__all__ = ["ALPACA_KEYS", "PolygonSource", "PriceSourceDown", "alpaca_latest_trades"]  # the last three: alpaca_data
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +49,6 @@ FLUSH_EVERY = 25
 #: Extra grouped-daily requests for a traded session answered "OK, 0 results" (3 in all):
 #: waits of backoff_seconds, then twice that (12 s, 24 s by default), capped at max_backoff_seconds.
 EMPTY_RETRIES = 2
-ALPACA_KEYS = ("ALPACA_API_KEY", "ALPACA_SECRET_KEY")
-
-
-class PriceSourceDown(DataError):
-    """A price source that did not answer at all (``reason``: which and why), unlike one that
-    answered without a price for some symbol (that symbol is just left out)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class PolygonSource:
@@ -62,14 +56,19 @@ class PolygonSource:
 
     ``clock`` gives "today" (ET) for the free plan's publication rule and cache ages.
     ``client`` may be passed (benchmarks, tests); by default it is built from the environment.
+    ``progress`` receives a fill's progress; by default a ``progress.Reporter`` on stdout (a
+    live bar on a terminal, else a line per ~10 % for fills of 10 sessions or more) that also
+    logs every line; ``progress.log_only(...)`` keeps it all in the log.
     """
 
     name = "polygon"
 
-    def __init__(self, cfg: Config, clock: sessions.Clock, client: PolygonClient | None = None):
+    def __init__(self, cfg: Config, clock: sessions.Clock, client: PolygonClient | None = None,
+                 progress: ProgressSink | None = None):
         self.cfg, self.clock = cfg, clock
         self.store = BarStore(cfg.path(cfg.data.store_dir))
         self._client = client
+        self.progress = progress or Reporter("polygon fill", "sessions", min_total=10)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -133,9 +132,12 @@ class PolygonSource:
         retries stops the fill (bars fetched before it are kept; nothing is stored or recorded
         for it), unless ``data.allow_empty_sessions``: then it is logged, recorded in meta.json
         (``empty_sessions``) and skipped while the setting is on; off, recorded ones are asked
-        again.  Returns the sessions asked for.
+        again.  Progress (sessions done, requests made) goes to ``self.progress``.  Returns the
+        sessions asked for.
 
         Raises:
+            HostUnreachable: Polygon did not answer at all for ``polygon.give_up_after_seconds``
+                (saying how many sessions fetched before were kept).
             DataError: a traded session stayed empty (allow_empty_sessions off), or Polygon failed.
         """
         have = set(self.store.dates())
@@ -148,8 +150,13 @@ class PolygonSource:
         again = sorted(recorded & {str(s) for s in missing})
         log.info("polygon: filling %d sessions %s..%s (one grouped-daily request each)%s", len(missing),
                  missing[0], missing[-1], f"; asking again for {len(again)} recorded as empty" if again else "")
+        rpm = self.cfg.polygon.requests_per_minute
+        first_request = self.client.requests_made
         batch: list[pd.DataFrame] = []
         empty: set[str] = set()
+        done, finished = 0, False
+        self.progress.begin(len(missing), f"{missing[0]} to {missing[-1]}, one request each: about "
+                                          f"{duration(len(missing) * 60 / rpm)} at {rpm:g} requests/min")
         try:
             for s in missing:
                 bars = self._grouped_daily(s)
@@ -164,7 +171,19 @@ class PolygonSource:
                 if len(batch) >= FLUSH_EVERY:
                     self.store.write_bars(pd.concat(batch, ignore_index=True))
                     batch = []
+                done += 1
+                self.progress.update(done, f"{self.client.requests_made - first_request} requests, through {s}")
+            finished = True
+        except HostUnreachable as exc:
+            kept = done - len(empty)
+            if kept:
+                fetched = ("the session fetched before it is" if kept == 1
+                           else f"the {kept} sessions fetched before it are")
+                raise HostUnreachable(exc.host, exc.seconds, exc.cause,
+                                      kept=f"{fetched} kept, so a rerun asks only for the rest") from exc
+            raise
         finally:  # bars fetched before a stop are real: keep them, so a rerun asks only for the rest
+            self.progress.end(ok=finished)
             if batch:
                 self.store.write_bars(pd.concat(batch, ignore_index=True))
             stored = {str(d) for d in self.store.dates()}
@@ -339,78 +358,3 @@ def _snapshot_quote(item: dict | None, session: dt.date) -> Quote | None:
     if minute.get("c") and minute.get("t") and et_date_of_ms(minute["t"]) == session:
         return Quote(float(minute["c"]), "polygon:snapshot.min")
     return None
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth asking Alpaca again: network errors, timeouts, 429 and 5xx."""
-    status = getattr(exc, "status_code", None) or 0
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout)) or status == 429 or status >= 500
-
-
-def _alpaca_refusal(exc: Exception) -> str:
-    """Why Alpaca's market data refused (an alpaca-py ``APIError``, JSON body or not), as a clause."""
-    status, message = getattr(exc, "status_code", None), " ".join(str(exc).split())[:160]
-    try:
-        message = str(json.loads(str(exc)).get("message") or message)
-    except (ValueError, AttributeError):
-        pass
-    if status == 401:
-        return f"Alpaca's latest trades: keys refused (HTTP 401: {message}), check ALPACA_API_KEY/ALPACA_SECRET_KEY"
-    if status == 403:
-        return f"Alpaca's latest trades: not in the keys' data subscription (HTTP 403: {message})"
-    return f"Alpaca's latest trades: HTTP {status}: {message}"
-
-
-def alpaca_latest_trades(symbols: list[str], session: dt.date,
-                         settings: AlpacaBrokerConfig | None = None) -> dict[str, Quote]:
-    """Latest trades from Alpaca's market data (alpaca-py): ``{symbol: Quote}`` in dollars, dated ``session`` (ET).
-
-    A symbol with no trade dated ``session`` is left out (Alpaca answered: no trade today).
-    Keys ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``; base URL ``ALPACA_DATA_BASE_URL``.
-    ``settings`` (``broker.alpaca``): every request's timeouts, and ``read_attempts`` tries on
-    network errors, timeouts, 429 and 5xx, back-off from ``retry_wait_seconds`` (tenacity;
-    alpaca-py's own fixed 3 s retry is off).
-
-    Raises:
-        PriceSourceDown: Alpaca did not answer: no keys, HTTP 401/403 or another refusal,
-            unreachable after the retries, or an answer that does not parse.
-    """
-    settings = settings or AlpacaBrokerConfig()
-    key, secret_key = secret("ALPACA_API_KEY"), secret("ALPACA_SECRET_KEY")
-    if not (key and secret_key):
-        absent = "/".join(n for n, v in zip(ALPACA_KEYS, (key, secret_key)) if not v)
-        raise PriceSourceDown(f"Alpaca's latest trades: not asked, no {absent} in the environment or .env")
-    from alpaca.common.exceptions import APIError
-    from alpaca.data.historical import StockHistoricalDataClient
-    from alpaca.data.requests import StockLatestTradeRequest
-
-    base = secret("ALPACA_DATA_BASE_URL")
-    client = StockHistoricalDataClient(key, secret_key, url_override=base)
-    client._retry = 0  # its own retry sleeps a fixed 3 s (API-NOTES B4): tenacity below instead
-    # alpaca-py sets no HTTP timeout (API-NOTES B1): add one.
-    client._session.request = functools.partial(
-        client._session.request, timeout=(settings.connect_timeout_seconds, settings.timeout_seconds))
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(_transient), reraise=True,
-        stop=tenacity.stop_after_attempt(settings.read_attempts),
-        wait=tenacity.wait_exponential(multiplier=settings.retry_wait_seconds, max=8.0),
-        before_sleep=lambda st: log.warning("Alpaca latest trades: %s; retry %d", st.outcome.exception(),
-                                            st.attempt_number))
-    request = StockLatestTradeRequest(symbol_or_symbols=symbols)
-    try:
-        trades = retrying(client.get_stock_latest_trade, request)
-    except APIError as exc:
-        raise PriceSourceDown(_alpaca_refusal(exc)) from exc
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        how = "did not answer in time" if isinstance(exc, requests.Timeout) else "unreachable"
-        raise PriceSourceDown(f"Alpaca's latest trades: {base or 'https://data.alpaca.markets'} {how} "
-                              f"({exc.__class__.__name__} after {settings.read_attempts} tries)") from exc
-    except (OSError, ValueError) as exc:  # another requests error; a body alpaca-py cannot parse
-        raise PriceSourceDown(f"Alpaca's latest trades: no usable answer ({exc.__class__.__name__}: "
-                              f"{' '.join(str(exc).split())[:120]})") from exc
-    out = {}
-    for sym, trade in trades.items():
-        when = trade.timestamp.astimezone(sessions.ET).date() if trade.timestamp.tzinfo else trade.timestamp.date()
-        if when == session and trade.price and trade.price > 0:
-            out[sym] = Quote(float(trade.price), "alpaca:latest_trade")
-    return out
