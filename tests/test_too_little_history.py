@@ -28,7 +28,8 @@ def test_prepare_with_too_little_history_says_why_and_writes_nothing(prep):
 def test_backtest_refuses_a_start_before_the_first_usable_night(prep, tmp_path):
     r = prep("--as-of", "2021-04-21T20:00", "backtest", "--start", "2019-01-03", "--end", "2019-04-10",
              "--out", str(tmp_path / "reports"))
-    assert r.exit_code != 0 and "the first usable night is 2019-03-29" in " ".join(r.output.split())
+    words = " ".join(r.output.split())
+    assert r.exit_code == 2 and "--start 2019-01-03 is before the first usable night 2019-03-29" in words
     assert "did not beat BUY_HOLD" not in r.output
 
 

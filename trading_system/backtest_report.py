@@ -28,7 +28,7 @@ from .charts import equity_chart
 from .config import Config
 from .errors import BadInputError
 from .marketdata.cached import CachedSource
-from .pipeline import HISTORY_DAYS
+from .pipeline import HISTORY_DAYS, TooLittleHistory
 from .plan import write_json_atomic
 from .progress import Reporter
 
@@ -168,7 +168,8 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
 
     Raises:
         BadInputError: a bad range, a range past the as-of instant or outside the data or the
-            calendar, a bad file, an ``--out`` that is not a folder (checked before the long run).
+            calendar, a bad file, an ``--out`` that is not a folder (checked before the long run), a
+            ``--start`` before the first night with enough bars to scan (``pipeline.TooLittleHistory``).
     """
     last = sessions.last_closed_session(clock.now())
     if end > last:
@@ -194,6 +195,11 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
 
     try:
         result = run_backtest(cfg, start, end, source=source, gate_off_twin=no_gate, on_step=step)
+    except TooLittleHistory as exc:  # the first night: a --start the data cannot serve, not a result
+        if begun:
+            reporter.end(ok=False)
+        raise BadInputError(f"--start {start} is before the first usable night {exc.first_usable} ({exc}); "
+                            f"pick --start {exc.first_usable} or later.") from exc
     except BaseException:
         if begun:
             reporter.end(ok=False)
