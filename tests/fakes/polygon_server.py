@@ -161,6 +161,7 @@ class PolygonFake(LoopbackServer):
     - ``published_through``: grouped daily after this date answers 403 "before end of day";
     - ``history_from``: grouped daily before this date answers 403 "doesn't include this data timeframe";
     - ``snapshot_entitled``: False answers the snapshot with 403 "not entitled";
+    - ``indices_entitled``: False answers index aggregates (``I:SPX``...) with 403 "not entitled";
     - ``snapshot_session``: the session whose opening print the snapshot reports as lastTrade;
     - ``page_size``: cap on items per page of splits / tickers (forces ``next_url`` pages);
     - ``splits_known_through``: splits whose ex-date is after this are not listed yet.
@@ -190,6 +191,7 @@ class PolygonFake(LoopbackServer):
         self.published_through: dt.date | None = None
         self.history_from: dt.date | None = None
         self.snapshot_entitled = True
+        self.indices_entitled = True
         self.snapshot_session: dt.date | None = None
         self.page_size = 1000
         self.splits_known_through: dt.date | None = None
@@ -244,6 +246,8 @@ class PolygonFake(LoopbackServer):
         return 200, self._grouped_cache[key], {}
 
     def _aggs(self, ticker: str, start: str, end: str, query: dict):
+        if ticker.startswith("I:") and not self.indices_entitled:
+            return self._forbidden(NOT_ENTITLED)
         rows = self._by_symbol.get(ticker)
         body = {"ticker": ticker, "adjusted": query.get("adjusted", "true") != "false", "queryCount": 0,
                 "resultsCount": 0, "status": "OK", "request_id": uuid.uuid4().hex}
