@@ -20,6 +20,7 @@ log = logging.getLogger("prep")
 class _State:
     def __init__(self, config: str, as_of: str | None, verbose: bool):
         self.config_path, self.as_of, self.verbose = Path(config), as_of, verbose
+        self.result = None  # what the command's work produced (a pipeline result), for its alerts
         self.console = Console(highlight=False, soft_wrap=False)
         if not self.console.is_terminal:  # cron, pipes and logs get full-width tables
             self.console = Console(highlight=False, soft_wrap=False, width=120)
@@ -30,6 +31,7 @@ def _run(state: _State, command: str, work) -> None:
 
     Logging is set up before anything can fail (with no file yet), so even a crash while loading
     the config never lets ``logging``'s last-resort handler print a traceback on the terminal.
+    The alerts (``notify``) go out once the work is done or has failed, before the exit.
     """
     from .config import load_config
     from .runtime import setup_logging
@@ -49,19 +51,44 @@ def _run(state: _State, command: str, work) -> None:
     except NothingToDo as done:
         log.info("prep %s: %s", command, done)
         state.console.print(str(done))
+        _alert(state, cfg, command)
         sys.exit(0)
     except PrepError as exc:
         log.error("prep %s failed: %s", command, exc, exc_info=True)
-        err.print(f"prep {command}: {exc}", markup=False)
+        sentence = f"prep {command}: {exc}"
+        err.print(sentence, markup=False)
+        _alert(state, cfg, command, sentence, exc.exit_code)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print(f"prep {command}: interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:  # a bug: keep the traceback in the log, one line on screen
         log.exception("prep %s crashed", command)
-        err.print(f"prep {command}: unexpected error ({exc.__class__.__name__}: {exc}); {_details(cfg)}.",
-                  markup=False)
+        sentence = f"prep {command}: unexpected error ({exc.__class__.__name__}: {exc}); {_details(cfg)}."
+        err.print(sentence, markup=False)
+        _alert(state, cfg, command, sentence, 1)
         sys.exit(1)
+    _alert(state, cfg, command)
+
+
+def _alert(state: _State, cfg, command: str, sentence: str | None = None, exit_code: int = 0) -> None:
+    """Send the alerts a finished command owes (``notify.events``), once its work is done.
+
+    ``sentence``: the one line printed for a failure.  Nothing at all (apprise is not even
+    imported) when ``notify.urls`` is empty or the config did not load; ``prep notify`` sends
+    none of its own (it prints what failed).  Bounded by ``notify.timeout_seconds``; never fails the run.
+    """
+    if cfg is None or not cfg.notify.urls or command == "notify":
+        return
+    try:
+        from . import notify as alerts
+
+        kill = cfg.path(cfg.paths.kill_switch) if command == "execute" else None
+        alerts.send(cfg.notify, alerts.alerts_for(command, state.result, sentence, exit_code,
+                                                  kill if kill is not None and kill.exists() else None,
+                                                  cfg.notify.events))
+    except Exception as exc:  # noqa: BLE001 (an alert never fails a run)
+        log.warning("alerts of prep %s not sent: %s", command, exc.__class__.__name__, exc_info=True)
 
 
 def _details(cfg) -> str:
@@ -119,8 +146,11 @@ def prepare(state: _State, dry_run: bool, force: bool) -> None:
     from . import render
     from .pipeline import run_prepare
 
-    _run(state, "prepare", lambda cfg, clock: render.prepare(state.console, run_prepare(cfg, clock, dry_run,
-                                                                                         force=force)))
+    def work(cfg, clock):
+        state.result = run_prepare(cfg, clock, dry_run, force=force)
+        render.prepare(state.console, state.result)
+
+    _run(state, "prepare", work)
 
 
 @main.command()
@@ -131,7 +161,11 @@ def validate(state: _State, dry_run: bool) -> None:
     from . import render
     from .pipeline import run_validate
 
-    _run(state, "validate", lambda cfg, clock: render.validate(state.console, run_validate(cfg, clock, dry_run)))
+    def work(cfg, clock):
+        state.result = run_validate(cfg, clock, dry_run)
+        render.validate(state.console, state.result)
+
+    _run(state, "validate", work)
 
 
 @main.command()
@@ -145,7 +179,7 @@ def execute(state: _State, dry_run: bool, live: bool) -> None:
     from .pipeline import run_execute
 
     def work(cfg, clock):
-        result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
+        result = state.result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
         render.execute(state.console, result)
         if not result.report.reached_targets and dry_run:
             raise RunTimeError(f"dry run: a live run would not go through as planned ({result.report.summary()}); "
@@ -224,6 +258,32 @@ def replay(state: _State, plan: str | None, latest: bool, out: str | None) -> No
     from .review import replay_command
 
     _run(state, "replay", lambda cfg, clock: replay_command(cfg, clock, state.console, plan, latest, out))
+
+
+@main.command()
+@click.option("--test", "test", is_flag=True, help="Send a test alert to every URL in notify.urls; say which worked.")
+@click.pass_obj
+def notify(state: _State, test: bool) -> None:
+    """Alerts through Apprise (notify.urls in config.yaml): --test checks every URL."""
+    if not test:
+        raise click.UsageError("add --test: 'prep notify --test' sends a test alert to every URL in notify.urls.")
+    _run(state, "notify", lambda cfg, clock: _notify_test(state, cfg, clock))
+
+
+def _notify_test(state: _State, cfg, clock) -> None:
+    """Send the test alert, print OK / FAILED per URL (named without its secrets); exit 1 if any failed."""
+    from . import notify as alerts
+    from .errors import ConfigError, RunTimeError
+
+    if not cfg.notify.urls:
+        raise ConfigError("notify.urls in config.yaml is empty: add an Apprise URL (e.g. ntfy://my-topic) to test.")
+    deliveries = alerts.send(cfg.notify, [alerts.test_alert(cfg.notify.events, clock.now())])
+    for d in deliveries:
+        state.console.print(f"{d.label}: " + ("OK" if d.ok else f"FAILED ({d.detail})"), markup=False)
+    failed = [d.label for d in deliveries if not d.ok]
+    if failed:
+        raise RunTimeError(f"{len(failed)} of {len(deliveries)} alert URLs failed ({', '.join(failed)}); "
+                           "details in the log.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,7 +109,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     if not dry_run and not force and now >= sessions.session_open(target):
         raise PlanError(f"session {target} is already trading ({now:%H:%M} ET): a plan now would be for a session "
                         "under way; prepare after the close, or add --force.")
-    source = source or make_source(cfg, clock)
+    injected, source = source, source or make_source(cfg, clock)
     source.ensure_session(scan_session)
     chain = build_universe(cfg, source, scan_session)
     universe = chain.symbols
@@ -144,10 +144,12 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     plan_path = cfg.path(cfg.paths.plan)
     result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False,
                            plan_path=str(plan_path))
+    result.warnings += _preflight(cfg, clock) if injected is None else []
     problem = source.premarket_source_problem()
-    if problem:
-        log.warning("morning price source: %s", problem)
+    if problem and not any(problem in w for w in result.warnings):
         result.warnings.append(problem)
+    for warning in result.warnings:
+        log.warning("prepare: %s", warning)
     if dry_run:
         return result
     with plan_lock(plan_path):
@@ -183,6 +185,15 @@ def _check_coverage(bars: pd.DataFrame, universe: list[str], session: dt.date, m
         raise DataError(f"only {covered} of {len(universe)} symbols of the universe ({covered / len(universe):.1%}) "
                         f"have a bar for session {session} in the {source} data, under data.min_coverage "
                         f"{min_coverage:.1%}; the data is incomplete, so no plan was written.")
+
+
+def _preflight(cfg: Config, clock: sessions.Clock) -> list[str]:
+    """``prep doctor`` in brief (no network): each WARN or FAIL of its local checks, one sentence each.
+
+    Run by the cron path only (a backtest passes its own source and skips it)."""
+    from .doctor import brief_checks
+
+    return [f"{c.name}: {c.message}" for c in brief_checks(cfg, clock) if c.status != "OK"]
 
 
 class TooLittleHistory(DataError):
