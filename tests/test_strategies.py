@@ -17,7 +17,7 @@ import pytest
 
 from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig, StrategiesConfig
 from trading_system.scoring import score_universe
-from trading_system.strategies import STRATEGY_NAMES, build_strategies, rank, sharpe_weights
+from trading_system.strategies import STRATEGY_NAMES, build_strategies, cap_note, cap_notes, rank, sharpe_weights
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 SESSION = dt.date(2021, 4, 19)
@@ -187,3 +187,38 @@ def test_strategy_without_names_is_empty():
     none = build_strategies(scan.assign(pick=False), StrategiesConfig())
     assert none["TACTICAL"] == none["SPEC"] == none["ASYM"] == {}
     assert none["BUY_HOLD"] == {"SPY": 0.6, "QQQ": 0.4}
+
+
+@pytest.mark.parametrize("names, cap, note", [
+    (3, 0.2, "ASYM: 3 names cannot honour the 20 % cap; weights are equal, 33.3 % each"),
+    (4, 0.2, "ASYM: 4 names cannot honour the 20 % cap; weights are equal, 25.0 % each"),
+    (1, 0.2, "ASYM: 1 name cannot honour the 20 % cap; it holds 100 %"),
+    (2, 0.45, "ASYM: 2 names cannot honour the 45 % cap; weights are equal, 50.0 % each"),
+    (5, 0.2, None),      # 5 x 20 % = 100 %: every name at the cap, the cap holds
+    (18, 0.2, None),
+    (0, 0.2, None),      # no names, nothing to cap
+])
+def test_cap_note_says_when_the_names_cannot_honour_the_cap(names, cap, note):
+    assert cap_note("ASYM", names, cap) == note
+
+
+def test_cap_notes_of_built_strategies_skip_buy_hold():
+    built = {"BUY_HOLD": {"SPY": 0.6, "QQQ": 0.4}, "TACTICAL": {}, "SPEC": {"A": 0.5, "B": 0.5},
+             "ASYM": {s: 0.2 for s in "ABCDE"}}
+    assert cap_notes(built, StrategiesConfig()) == {
+        "SPEC": "SPEC: 2 names cannot honour the 20 % cap; weights are equal, 50.0 % each"}
+
+
+def test_prepare_says_which_strategies_cannot_honour_the_cap(prep):
+    """A real night: after the close of 2020-03-20 no CORE name scores 50 and only 4 SPEC names do, so SPEC
+    and ASYM hold 4 names at 25 % each, over the 20 % cap; TACTICAL holds none and breaks no cap."""
+    r = prep("--as-of", "2020-03-20T20:00", "prepare")
+    assert r.exit_code == 0, r.output
+    plan = prep.plan()
+    assert plan["scan_summary"]["core_picks"] == 0 and plan["scan_summary"]["asym_picks"] == 0
+    for name in ("SPEC", "ASYM"):
+        assert sorted(plan["strategies"][name]["allocations"].values()) == [0.25] * 4
+        assert f"note: {name}: 4 names cannot honour the 20 % cap; weights are equal, 25.0 % each" in r.output
+    assert "TACTICAL: " not in r.output and "BUY_HOLD: " not in r.output
+    r = prep("--as-of", "2021-04-19T20:00", "prepare", "--dry-run")   # 10, 15 and 18 names: the cap holds
+    assert r.exit_code == 0 and "cannot honour" not in r.output

@@ -27,10 +27,12 @@ from .errors import BrokerError
 
 #: Test hook: crash (``os._exit(137)``) right after this process wrote its Nth journal line.
 CRASH_HOOK = "PREP_TEST_CRASH_AFTER_JOURNAL_LINE"
+#: A journal is readable by its owner only, like every state file ``atomic_write`` creates (mkstemp: 0600).
+FILE_MODE = 0o600
 
 
 class Journal:
-    """Append-only JSON-lines log of order intents and answers (``data/orders/<plan_id>.jsonl``).
+    """Append-only JSON-lines log of order intents and answers (``data/orders/<plan_id>.jsonl``), mode 0600.
 
     ``path=None`` keeps the journal in memory (dry runs write nothing).  A torn last line
     (a crash mid-write) is ignored: everything before it stands.
@@ -58,7 +60,13 @@ class Journal:
         if not self._folder_made:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._folder_made = True
-        with open(self.path, "a") as fh:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with os.fdopen(fd, "a") as fh:
+            if self._written == 0 and os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+                try:   # a journal an older version created 0644: made private like the rest
+                    os.fchmod(fd, FILE_MODE)
+                except OSError:   # not ours to change: the orders matter more than its mode
+                    pass
             fh.write(json.dumps(entry, default=str) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

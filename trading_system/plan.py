@@ -64,10 +64,12 @@ class TickerMetrics(_Model):
 
 
 class Strategy(_Model):
-    """One candidate strategy: weights (fractions summing to 1) and the evening scores."""
+    """One candidate strategy: weights (fractions summing to 1), the evening scores, and a note in words
+    when its allocation needs one (its names cannot honour the weight cap)."""
 
     allocations: dict[str, Weight]
     original_scores: dict[str, Score | None]   # None: a benchmark the scan could not score
+    note: str | None = None                    # e.g. why its weights break the cap (strategies.cap_note)
 
     @model_validator(mode="after")
     def _weights(self) -> "Strategy":

@@ -6,7 +6,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .orders import client_order_id
 from .pipeline import ExecuteResult, PrepareResult, ValidateResult
+from .strategies import cap_note
+from .validation import percent_of
 
 
 def _weights_line(weights: dict[str, float]) -> str:
@@ -28,6 +31,11 @@ def prepare(console: Console, r: PrepareResult) -> None:
     for name, st in p.strategies.items():
         table.add_row(name, str(len(st.allocations)), _weights_line(st.allocations))
     console.print(table)
+    cap = (p.config.get("strategies") or {}).get("weight_cap")
+    for name, st in p.strategies.items():
+        note = st.note or (cap_note(name, len(st.allocations), cap) if cap and name != "BUY_HOLD" else None)
+        if note:
+            console.print(f"[yellow]note:[/] {escape(note)}")
     for warning in r.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if r.replaced_archive:
@@ -38,52 +46,98 @@ def prepare(console: Console, r: PrepareResult) -> None:
                   else "[yellow]dry run:[/] nothing written")
 
 
+def retention_text(check, threshold: float | None) -> str:
+    """A pick's retention with one decimal; a rejected one next to its threshold never reads as equal to it."""
+    if check.retention is None:
+        return "-"
+    return percent_of(check.retention, None if check.passed else threshold)
+
+
 def validate(console: Console, r: ValidateResult) -> None:
-    """Each pick's evening and morning score, the rejections, the strategy chosen and why."""
+    """Each pick's evening and morning score, the rejections, the strategy chosen and why.
+
+    The price source is a column only when the picks' prices came from more than one source.
+    """
     vr = r.plan.validation_results
+    threshold = (r.plan.config.get("validation") or {}).get("retention_threshold")
+    min_rate = (r.plan.config.get("validation") or {}).get("min_validation_rate")
     console.print(f"[bold]validate[/] plan {r.plan.plan_id} for session {r.plan.target_session}")
+    sources = sorted({c.price_source or "-" for c in vr.checks.values()})
     table = Table(title="picks re-scored with pre-market prices")
-    for col in ("symbol", "evening", "morning", "retention", "verdict", "price", "source"):
-        table.add_column(col, justify="right" if col in ("evening", "morning", "retention", "price") else "left")
+    cols = ("symbol", "evening", "morning", "retention", "verdict", "price") + (("source",) if len(sources) > 1 else ())
+    for col in cols:
+        number = col in ("evening", "morning", "retention", "price")
+        table.add_column(col, justify="right" if number else "left", no_wrap=number or col == "symbol",
+                         overflow="fold")
     for sym, c in sorted(vr.checks.items(), key=lambda kv: (kv[1].passed, kv[0])):
-        table.add_row(sym, f"{c.original_score:.1f}",
-                      "-" if c.current_score is None else f"{c.current_score:.1f}",
-                      "-" if c.retention is None else f"{c.retention:.0%}",
-                      "PASS" if c.passed else f"[red]REJECT[/] ({c.reason})",
-                      "-" if c.price is None else f"{c.price:,.2f}", c.price_source or "-")
+        row = [sym, f"{c.original_score:.1f}", "-" if c.current_score is None else f"{c.current_score:.1f}",
+               retention_text(c, threshold), "PASS" if c.passed else f"[red]REJECT[/] ({escape(c.reason)})",
+               "-" if c.price is None else f"{c.price:,.2f}"]
+        table.add_row(*row, *((c.price_source or "-",) if len(sources) > 1 else ()))
     console.print(table)
+    if len(sources) == 1:
+        console.print(f"pre-market prices: {escape(sources[0])}")
     for name, v in vr.validated_strategies.items():
         if name == "BUY_HOLD":
             continue
+        rate = percent_of(v.validation_rate, min_rate)
         tag = "" if v.contestant else " (not a contestant: too few names left)"
-        console.print(f"{name}: validation rate {v.validation_rate:.0%}, rejected "
-                      f"{', '.join(v.rejected_tickers) or 'none'}{tag}")
-    console.print(f"selected [bold]{vr.selected_strategy}[/]: {vr.selection_reason}")
+        console.print(f"{name}: validation rate {rate}, rejected {', '.join(v.rejected_tickers) or 'none'}{tag}")
+    console.print(f"selected [bold]{vr.selected_strategy}[/]: {escape(vr.selection_reason)}")
     console.print(f"weights: {_weights_line(vr.validated_strategies[vr.selected_strategy].validated_allocations)}")
     console.print(f"validation written to {r.plan_path}" if r.written else "[yellow]dry run:[/] nothing written")
 
 
+def execute_totals(rep) -> str:
+    """One line of totals in dollars: bought, sold, turnover (bought + sold over the equity before, the
+    measure ``execution.max_run_turnover`` limits) and the cash left.  Orders an earlier run sent are
+    left out (their run counted them); a dry run totals what it would send."""
+    mine = [o for o in rep.orders if not o.earlier_run]
+    equity = rep.account_before.equity
+    if rep.dry_run:
+        buys = sum(o.notional or 0.0 for o in mine if o.side == "buy")
+        sells = sum(o.side == "sell" for o in mine)
+        return f"totals (dry run, nothing sent): buys ${buys:,.2f} planned, {sells} sell order(s)"
+    bought = sum(o.filled_qty * (o.filled_avg_price or 0.0) for o in mine if o.side == "buy")
+    sold = sum(o.filled_qty * (o.filled_avg_price or 0.0) for o in mine if o.side == "sell")
+    turnover = f"turnover {(bought + sold) / equity:.2f}x equity" if equity > 0 else "turnover -"
+    cash = f"cash left ${rep.account_after.cash:,.2f}" if rep.account_after else "cash left unknown"
+    return f"totals: bought ${bought:,.2f}, sold ${sold:,.2f}, {turnover}, {cash}"
+
+
 def execute(console: Console, r: ExecuteResult) -> None:
-    """The orders, what was skipped and why, the account before and after."""
+    """The orders, what was skipped and why, the account before and after, the totals.
+
+    Client order ids follow one pattern (``prep-<plan id>-<s|b>-<symbol>``): it is said once under the
+    table, not repeated on every row.
+    """
     rep = r.report
     console.print(f"[bold]execute[/] {r.strategy} for session {r.plan.target_session}, plan {r.plan.plan_id}"
                   + (" [yellow](dry run: nothing sent)[/]" if rep.dry_run else ""))
     b = rep.account_before
     console.print(f"account before: equity ${b.equity:,.2f}, cash ${b.cash:,.2f}")
     table = Table(title="orders")
-    for col in ("phase", "symbol", "side", "size", "status", "filled", "avg price", "client_order_id"):
-        table.add_column(col, justify="right" if col in ("size", "filled", "avg price") else "left")
+    for col in ("symbol", "side", "size", "status", "filled", "avg price"):
+        number = col in ("size", "filled", "avg price")
+        table.add_column(col, justify="right" if number else "left", no_wrap=number, overflow="fold")
     for o in rep.orders:
         size = ("all" if o.close_position else f"{o.qty:g} sh" if o.qty is not None else f"${o.notional:,.2f}")
         status = o.status + (f" ({o.error})" if o.error else "") + (" [earlier run]" if o.earlier_run else "")
-        table.add_row(o.phase, o.symbol, o.side, size, status, f"{o.filled_qty:.4f}",
-                      "-" if o.filled_avg_price is None else f"{o.filled_avg_price:,.2f}", o.client_order_id)
+        table.add_row(o.symbol, o.side, size, escape(status), f"{o.filled_qty:.4f}",
+                      "-" if o.filled_avg_price is None else f"{o.filled_avg_price:,.2f}")
     console.print(table)
+    if rep.orders:
+        pid = r.plan.plan_id
+        console.print(f"client order ids: prep-{pid}-s-SYMBOL (sells), prep-{pid}-b-SYMBOL (buys)", markup=False)
+        for o in rep.orders:
+            if o.client_order_id != client_order_id(r.plan.plan_id, "s" if o.side == "sell" else "b", o.symbol):
+                console.print(f"  {o.symbol} {o.side}: client order id {o.client_order_id}", markup=False)
     for sym, delta, why in rep.skipped:
-        console.print(f"skipped {sym} (${delta:+,.2f}): {why}")
+        console.print(f"skipped {sym} (${delta:+,.2f}): {escape(why)}")
     if rep.account_after and not rep.dry_run:
         a = rep.account_after
         console.print(f"account after: equity ${a.equity:,.2f}, cash ${a.cash:,.2f}")
+    console.print(execute_totals(rep))
     if r.archive_path and r.plan_kept:
         console.print(f"archived to {r.archive_path}; the plan is kept: run 'prep execute' again to finish "
                       "(orders already sent are never sent twice)")
@@ -92,7 +146,7 @@ def execute(console: Console, r: ExecuteResult) -> None:
     if rep.dry_run and not rep.reached_targets:
         console.print(f"[red]dry run:[/] {escape(rep.summary())}")
     elif not rep.reached_targets:
-        console.print(f"[red]the account did not reach its targets:[/] {rep.summary()}", markup=True)
+        console.print(f"[red]the account did not reach its targets:[/] {escape(rep.summary())}")
 
 
 def universe(console: Console, uni, path) -> None:

@@ -14,11 +14,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import sessions
@@ -27,8 +30,21 @@ from .config import Config
 from .errors import BadInputError, NothingToDo, PlanError
 from .plan import Plan
 from .runtime import make_source
+from .validation import percent, percent_of
 
 HORIZONS = (1, 5, 20)
+#: A plan id as every command prints it: the target session and a digest (``20210420-558d1125``).
+PLAN_ID = re.compile(r"^[0-9]{8}-[0-9a-f]{8}$")
+
+
+def _table(title: str) -> Table:
+    """A table that fits 80 columns: a rule under the header, no outer frame, one space of padding."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+
+
+def _number_column(table: Table, header: str) -> None:
+    """A right-aligned column whose figures are never cut or wrapped (folded only below ~60 columns)."""
+    table.add_column(header, justify="right", no_wrap=True, overflow="fold")
 
 
 # --- archives ----------------------------------------------------------------------------------
@@ -63,32 +79,34 @@ def load_archive(path: Path) -> tuple[dict, Plan]:
 
 
 def _rate(plan: Plan) -> str:
+    """The chosen strategy's validation rate; for the BUY_HOLD fallback, the best strategy's."""
     vr = plan.validation_results
     if vr is None:
         return "-"
     chosen = vr.validated_strategies[vr.selected_strategy]
     if chosen.contestant:
-        return f"{chosen.validation_rate:.0%}"
+        return percent(chosen.validation_rate)
     rates = [v.validation_rate for n, v in vr.validated_strategies.items() if n != "BUY_HOLD"]
-    return f"{max(rates):.0%} best, fallback" if rates else "fallback"
+    return percent(max(rates)) if rates else "-"
 
 
 def history_rows(cfg: Config) -> list[dict]:
-    """One row per archive: file, status, target session, strategy, validation rate,
+    """One row per archive: file, plan id, status, target session, strategy, validation rate,
     rejections (rejected / checked), orders executed, dry run.  Unreadable files are rows too."""
     rows = []
     for path in archives(cfg):
         try:
             doc, plan = load_archive(path)
         except PlanError:
-            rows.append({"file": path.name, "status": "unreadable", "session": "-", "strategy": "-", "rate": "-",
-                         "rejections": "-", "orders": "-", "dry_run": "-"})
+            rows.append({"file": path.name, "plan_id": "-", "status": "unreadable", "session": "-", "strategy": "-",
+                         "rate": "-", "rejections": "-", "orders": "-", "dry_run": "-"})
             continue
         vr = plan.validation_results
         execution = doc.get("execution") or {}
         rejected = sum(not c.passed for c in vr.checks.values()) if vr else None
         rows.append({
-            "file": path.name, "status": str(doc.get("status", "-")), "session": str(plan.target_session),
+            "file": path.name, "plan_id": plan.plan_id, "status": str(doc.get("status", "-")),
+            "session": str(plan.target_session),
             "strategy": vr.selected_strategy if vr else "-", "rate": _rate(plan),
             "rejections": f"{rejected} of {len(vr.checks)}" if vr else "-",
             "orders": str(vr.orders_executed) if vr else "0",
@@ -98,7 +116,10 @@ def history_rows(cfg: Config) -> list[dict]:
 
 
 def history_command(cfg: Config, console: Console) -> None:
-    """Print the table of archived plans.
+    """Print the table of archived plans (one line each at 80 columns), then the unreadable files.
+
+    The plan id is what ``prep replay`` takes; BUY_HOLD rows are the fallback, and their rate is
+    the best strategy's.
 
     Raises:
         NothingToDo: there is no archive yet.
@@ -106,15 +127,28 @@ def history_command(cfg: Config, console: Console) -> None:
     rows = history_rows(cfg)
     if not rows:
         raise NothingToDo(f"no archived plans in {cfg.path(cfg.paths.archive_dir)} yet.")
-    table = Table(title=f"archived plans ({len(rows)}, oldest first)")
-    for col in ("archive", "status", "target session", "strategy", "validation rate", "rejections", "orders",
-                "dry run"):
-        table.add_column(col, justify="right" if col in ("validation rate", "orders") else "left",
-                         no_wrap=col == "archive")
+    table = _table(f"archived plans ({len(rows)}, oldest first)")
+    table.add_column("session", no_wrap=True)
+    table.add_column("plan", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    table.add_column("strategy", overflow="fold")
+    _number_column(table, "rate")
+    table.add_column("rejected", justify="right", overflow="fold")
+    _number_column(table, "orders")
     for r in rows:
-        table.add_row(r["file"], r["status"], r["session"], r["strategy"], r["rate"], r["rejections"], r["orders"],
-                      r["dry_run"])
-    console.print(table)
+        if r["status"] == "unreadable":
+            continue
+        status = r["status"] + (" (dry run)" if r["dry_run"] == "yes" else "")
+        table.add_row(r["session"], r["plan_id"], status, r["strategy"], r["rate"], r["rejections"], r["orders"])
+    if table.rows:
+        console.print(table)
+        console.print("rate: validation rate of the strategy chosen (BUY_HOLD, the fallback: the best strategy's); "
+                      "rejected: picks rejected of picks checked.")
+        console.print("replay one: prep replay PLAN (e.g. prep replay "
+                      f"{next(r['plan_id'] for r in reversed(rows) if r['plan_id'] != '-')})", markup=False)
+    for r in rows:
+        if r["status"] == "unreadable":
+            console.print(f"[red]unreadable:[/] {escape(r['file'])} (not a valid archive)")
 
 
 # --- forward returns ---------------------------------------------------------------------------
@@ -187,23 +221,56 @@ def forward_returns(cfg: Config, clock: sessions.Clock, entry: dt.date, symbols:
 
 # --- replay ------------------------------------------------------------------------------------
 
-def resolve(cfg: Config, plan: str | None, latest: bool) -> Path:
-    """The archive a user named (a path, or a file name in the archive folder), or the newest.
+def find_plan(cfg: Config, plan_id: str) -> list[Path]:
+    """The archives whose plan has ``plan_id``, oldest first (a plan is archived again when a rerun
+    finishes it, or when it is replaced); then the pending plan file if it holds that plan.
+
+    A file is parsed only if its bytes name the id; unreadable archives are passed over.
+    """
+    key = plan_id.encode()
+    found = []
+    for path in [*archives(cfg), cfg.path(cfg.paths.plan)]:
+        try:
+            if not path.is_file() or key not in path.read_bytes():   # is_file: never open a FIFO
+                continue
+            _, plan = load_archive(path)
+        except (OSError, PlanError):
+            continue
+        if plan.plan_id == plan_id:
+            found.append(path)
+    return found
+
+
+def resolve(cfg: Config, plan: str | None, latest: bool) -> tuple[Path, str | None]:
+    """The archive a user named, and a note when more than one holds that plan.
+
+    ``plan`` is a plan id (``20210420-558d1125``, as every command prints it: the newest archive of
+    that plan, or the pending plan file if it was never archived), a path, or a file name in the
+    archive folder; ``latest`` takes the newest archive.
 
     Raises:
-        BadInputError: neither or both given, or no such file.
+        BadInputError: neither or both given, or no such plan or file.
         NothingToDo: ``--latest`` with no archive yet.
     """
     if bool(plan) == bool(latest):
-        raise BadInputError("name one archived plan (a path) or pass --latest; 'prep history' lists them.")
+        raise BadInputError("name one plan (its id, e.g. 20210420-558d1125, or an archive file) or pass --latest; "
+                            "'prep history' lists them.")
     if latest:
         found = archives(cfg)
         if not found:
             raise NothingToDo(f"no archived plans in {cfg.path(cfg.paths.archive_dir)} yet.")
-        return found[-1]
+        return found[-1], None
+    if PLAN_ID.match(plan):
+        found = find_plan(cfg, plan)
+        if not found:
+            raise BadInputError(f"no archived plan has id {plan}; run 'prep history' to list them.")
+        archived = [p for p in found if p != cfg.path(cfg.paths.plan)] or found
+        note = (f"{len(archived)} archives hold plan {plan} ({', '.join(p.name for p in archived)}); "
+                f"replaying the newest") if len(archived) > 1 else None
+        return archived[-1], note
     for candidate in (Path(plan), cfg.path(cfg.paths.archive_dir) / plan):
         if candidate.is_file():
-            return candidate
+            return candidate, None
     raise BadInputError(f"no archived plan at {plan}; run 'prep history' to list them.")
 
 
@@ -213,59 +280,119 @@ def _fmt(x: float | None, pct: bool = True) -> str:
     return f"{x:+.1%}" if pct else f"{x:.1f}"
 
 
+def _retention(check, threshold: float | None) -> str:
+    if check is None or check.retention is None:
+        return "-"
+    return percent_of(check.retention, None if check.passed else threshold)
+
+
+def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """(label -> weights, label -> account for the chart colours) of the baskets a replay follows."""
+    vr = plan.validation_results
+    if vr is None:
+        baskets = {n: dict(s.allocations) for n, s in plan.strategies.items() if s.allocations}
+        return baskets, {n: n for n in baskets}
+    chosen_before = dict(plan.strategies[vr.selected_strategy].allocations)
+    chosen_after = dict(vr.validated_strategies[vr.selected_strategy].validated_allocations)
+    traded = f"{vr.selected_strategy} (traded)"
+    baskets, accounts = {traded: chosen_after}, {traded: "system"}
+    if vr.selected_strategy == "BUY_HOLD":
+        accounts[traded] = "BUY_HOLD"
+    if set(chosen_before) != set(chosen_after) or any(abs(chosen_before[k] - chosen_after[k]) > 1e-9
+                                                      for k in chosen_after):
+        label = f"{vr.selected_strategy} before the gate"
+        baskets[label], accounts[label] = chosen_before, "no gate"
+    rejected = sorted(s for s, c in vr.checks.items() if not c.passed)
+    if rejected:
+        label = f"rejected picks ({len(rejected)}, equal weight)"
+        baskets[label], accounts[label] = {s: 1.0 / len(rejected) for s in rejected}, "rejected"
+    if vr.selected_strategy != "BUY_HOLD":
+        baskets["BUY_HOLD"], accounts["BUY_HOLD"] = dict(plan.strategies["BUY_HOLD"].allocations), "BUY_HOLD"
+    return baskets, accounts
+
+
+def _picks_table(plan: Plan, fwd: Forward) -> Table:
+    """Pick by pick, grouped by bucket: evening and morning score, retention, verdict, the weight traded,
+    and the return 1, 5 and 20 sessions on.  Fits 80 columns; no figure is ever cut."""
+    vr = plan.validation_results
+    threshold = (plan.config.get("validation") or {}).get("retention_threshold")
+    traded = vr.validated_strategies[vr.selected_strategy].validated_allocations if vr else {}
+    table = _table("picks: evening vs morning, and what followed")
+    table.add_column("symbol", no_wrap=True)
+    for header in ("evening", "morning", "retention"):
+        _number_column(table, header)
+    table.add_column("verdict", no_wrap=True)
+    _number_column(table, "weight")
+    for h in HORIZONS:
+        _number_column(table, f"+{h}")
+    picks = sorted(vr.checks) if vr else sorted({s for st in plan.strategies.values() for s in st.allocations
+                                                   if s in plan.tickers})
+    by_bucket: dict[str, list[str]] = {}
+    for s in picks:
+        by_bucket.setdefault(plan.tickers[s].bucket if s in plan.tickers else "other", []).append(s)
+    for bucket in sorted(by_bucket, key=lambda b: ("CORE", "SPEC", "ASYM", "other").index(b)):
+        if table.rows:
+            table.add_section()
+        table.add_row(f"[bold]{bucket}[/]")
+        for s in by_bucket[bucket]:
+            c = vr.checks[s] if vr else None
+            t = plan.tickers.get(s)
+            table.add_row(s, _fmt(c.original_score if c else (t.score if t else None), False),
+                          _fmt(c.current_score if c else None, False), _retention(c, threshold),
+                          "-" if c is None else ("PASS" if c.passed else "[red]REJECT[/]"),
+                          f"{traded[s]:.1%}" if s in traded else "-",
+                          *(_fmt(fwd.symbol_return(s, h)) for h in HORIZONS))
+    return table
+
+
+def _forward_table(baskets: dict[str, dict[str, float]], fwd: Forward, entry: dt.date) -> Table:
+    """Each basket's return 1, 5 and 20 sessions on, or why there is none yet."""
+    table = _table(f"forward returns from the open of {entry} (split-adjusted)")
+    table.add_column("basket")
+    for h in HORIZONS:
+        _number_column(table, f"{h} session{'s' if h > 1 else ''}")
+    for label, weights in baskets.items():
+        table.add_row(escape(label), *(_fmt(fwd.basket_return(weights, h)) if h not in fwd.missing else "past the data"
+                                       if "past the data" in fwd.missing[h] else "not yet" for h in HORIZONS))
+    return table
+
+
 def replay_command(cfg: Config, clock: sessions.Clock, console: Console, plan_arg: str | None, latest: bool,
                    out: str | None) -> Path:
     """Print what a plan decided pick by pick and what followed; write a PNG beside. Returns its path.
 
+    ``plan_arg``: a plan id, an archive path or file name (see ``resolve``).
+
     Raises:
-        BadInputError / PlanError: no such archive, or a broken one.
+        BadInputError / PlanError: no such plan or archive, or a broken one.
     """
-    path = resolve(cfg, plan_arg, latest)
+    path, note = resolve(cfg, plan_arg, latest)
     doc, plan = load_archive(path)
     vr = plan.validation_results
-    console.print(f"[bold]replay[/] {path.name}: plan {plan.plan_id}, scan of {plan.scan_session} for session "
-                  f"{plan.target_session}, {doc.get('status', '-')}, data {plan.data_source}")
-    baskets: dict[str, dict[str, float]] = {}
-    chosen_before: dict[str, float] = {}
-    chosen_after: dict[str, float] = {}
+    if note:
+        console.print(note, markup=False)
+    console.print(f"[bold]replay[/] plan {plan.plan_id}: scan of {plan.scan_session} for session "
+                  f"{plan.target_session}, {escape(str(doc.get('status', '-')))}, data {escape(plan.data_source)}")
+    console.print(f"archive: {escape(str(path.name))}")
     if vr is None:
         console.print("never validated: no strategy was chosen; showing each strategy's evening weights.")
-        baskets = {n: dict(s.allocations) for n, s in plan.strategies.items() if s.allocations}
     else:
-        rates = ", ".join(f"{n} {v.validation_rate:.0%}" for n, v in vr.validated_strategies.items() if n != "BUY_HOLD")
-        console.print(f"selected [bold]{vr.selected_strategy}[/]: {vr.selection_reason} (validation rates: {rates})")
-        chosen_before = dict(plan.strategies[vr.selected_strategy].allocations)
-        chosen_after = dict(vr.validated_strategies[vr.selected_strategy].validated_allocations)
-        baskets[f"{vr.selected_strategy} (traded)"] = chosen_after
-        if set(chosen_before) != set(chosen_after) or any(abs(chosen_before[k] - chosen_after[k]) > 1e-9
-                                                          for k in chosen_after):
-            baskets[f"{vr.selected_strategy} before the gate"] = chosen_before
-        rejected = sorted(s for s, c in vr.checks.items() if not c.passed)
-        if rejected:
-            baskets[f"rejected picks ({len(rejected)}, equal weight)"] = {s: 1.0 / len(rejected) for s in rejected}
-        if vr.selected_strategy != "BUY_HOLD":
-            baskets["BUY_HOLD"] = dict(plan.strategies["BUY_HOLD"].allocations)
+        min_rate = (plan.config.get("validation") or {}).get("min_validation_rate")
+        rates = ", ".join(f"{n} {percent_of(v.validation_rate, min_rate)}"
+                          for n, v in vr.validated_strategies.items() if n != "BUY_HOLD")
+        console.print(f"selected [bold]{vr.selected_strategy}[/]: {escape(vr.selection_reason)} "
+                      f"(validation rates: {rates})")
+    baskets, accounts = _baskets(plan)
     symbols = sorted({s for b in baskets.values() for s in b} | set(vr.checks if vr else plan.tickers))
     fwd = forward_returns(cfg, clock, plan.target_session, symbols)
 
-    table = Table(title="picks: evening vs morning, and what followed")
-    cols = ["symbol", "bucket", "evening", "morning", "retention", "verdict", "weight before", "weight after",
-            *(f"+{h}" for h in HORIZONS)]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("symbol", "bucket", "verdict") else "right")
-    picks = sorted(vr.checks) if vr else sorted({s for st in plan.strategies.values() for s in st.allocations
-                                                   if s in plan.tickers})
-    for s in picks:
-        c = vr.checks[s] if vr else None
-        t = plan.tickers.get(s)
-        verdict = "-" if c is None else ("PASS" if c.passed else f"[red]REJECT[/] ({c.reason})")
-        table.add_row(s, t.bucket if t else "-", _fmt(c.original_score if c else (t.score if t else None), False),
-                      _fmt(c.current_score if c else None, False),
-                      "-" if c is None or c.retention is None else f"{c.retention:.0%}", verdict,
-                      f"{chosen_before[s]:.1%}" if s in chosen_before else "-",
-                      f"{chosen_after[s]:.1%}" if s in chosen_after else "-",
-                      *(_fmt(fwd.symbol_return(s, h)) for h in HORIZONS))
-    console.print(table)
+    console.print(_picks_table(plan, fwd))
+    console.print("weight: of the basket traded; +1, +5, +20: return from the open of "
+                  f"{plan.target_session} to the close 1, 5 and 20 sessions on")
+    if vr is not None:
+        for s, c in sorted(vr.checks.items()):
+            if not c.passed and c.retention is None:
+                console.print(f"{s} rejected: {escape(c.reason)}")
     execution = doc.get("execution") or {}
     orders = execution.get("orders") or []
     if orders:
@@ -278,19 +405,12 @@ def replay_command(cfg: Config, clock: sessions.Clock, console: Console, plan_ar
     elif vr is not None:
         console.print("orders: none recorded (not executed, or a dry run)")
 
-    ftable = Table(title=f"forward returns from the open of {plan.target_session} (split-adjusted)")
-    ftable.add_column("basket")
-    for h in HORIZONS:
-        ftable.add_column(f"{h} session{'s' if h > 1 else ''}", justify="right")
-    for label, weights in baskets.items():
-        ftable.add_row(label, *(_fmt(fwd.basket_return(weights, h)) if h not in fwd.missing else "past the data"
-                                if "past the data" in fwd.missing[h] else "not yet" for h in HORIZONS))
-    console.print(ftable)
+    console.print(_forward_table(baskets, fwd, plan.target_session))
     for h, why in fwd.missing.items():
         console.print(f"{h}-session horizon: {why}")
     folder = Path(out) if out else cfg.root / "reports"
     png = forward_chart({label: fwd.basket_path(w) for label, w in baskets.items()},
                         folder / f"replay_{plan.plan_id}.png",
-                        f"plan {plan.plan_id}: after the open of {plan.target_session}")
-    console.print(f"chart: {png}")
+                        f"plan {plan.plan_id}: after the open of {plan.target_session}", accounts)
+    console.print(f"chart: {png}", markup=False)
     return png

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .config import StrategiesConfig
 
-__all__ = ["STRATEGY_NAMES", "rank", "sharpe_weights", "build_strategies"]
+__all__ = ["STRATEGY_NAMES", "rank", "sharpe_weights", "build_strategies", "cap_note", "cap_notes"]
 
 STRATEGY_NAMES = ("BUY_HOLD", "TACTICAL", "SPEC", "ASYM")
 
@@ -144,3 +144,27 @@ def build_strategies(scan: pd.DataFrame, cfg: StrategiesConfig) -> dict[str, dic
         weights = _capped_weights(sharpe[rows], cfg.weight_cap)
         out[name] = {str(s): float(w) for s, w in zip(symbols[rows], weights)}
     return out
+
+
+def cap_note(name: str, names: int, cap: float) -> str | None:
+    """What a strategy of ``names`` names says when they cannot honour the weight cap, else None.
+
+    ``names`` weights of at most ``cap`` cannot sum to 1 when ``names * cap < 1`` (3 names at a
+    0.20 cap): :func:`sharpe_weights` then gives equal weights, 1/n each, the allocation nearest
+    to the cap.  An empty strategy holds nothing, so it breaks no cap.
+    Example: ``"ASYM: 3 names cannot honour the 20 % cap; weights are equal, 33.3 % each"``.
+    """
+    if names <= 0 or names * cap >= 1.0 - _TOLERANCE:
+        return None
+    if names == 1:
+        return f"{name}: 1 name cannot honour the {cap * 100:g} % cap; it holds 100 %"
+    return (f"{name}: {names} names cannot honour the {cap * 100:g} % cap; "
+            f"weights are equal, {100.0 / names:.1f} % each")
+
+
+def cap_notes(strategies: dict[str, dict[str, float]], cfg: StrategiesConfig) -> dict[str, str]:
+    """``{name: note}`` for every strategy of :func:`build_strategies` whose names cannot honour
+    ``cfg.weight_cap`` (see :func:`cap_note`).  BUY_HOLD's fixed benchmark weights are not capped."""
+    notes = {name: cap_note(name, len(weights), cfg.weight_cap)
+             for name, weights in strategies.items() if name != "BUY_HOLD"}
+    return {name: note for name, note in notes.items() if note}

@@ -15,6 +15,33 @@ from .plan import PickCheck, Strategy, ValidatedStrategy
 FALLBACK = "BUY_HOLD"
 CONTESTANTS = ("TACTICAL", "SPEC", "ASYM")
 
+#: The most decimals ``percent_vs`` adds to keep a figure apart from its threshold.
+_MAX_DECIMALS = 4
+
+
+def percent(x: float, decimals: int = 1) -> str:
+    """A fraction as a percentage with ``decimals`` decimals: 0.84698 -> ``"84.7 %"``."""
+    return f"{x * 100:.{decimals}f} %"
+
+
+def percent_vs(value: float, threshold: float, decimals: int = 1) -> tuple[str, str]:
+    """(value, threshold) as percentages to print side by side, with the same decimals.
+
+    One decimal unless a value under its threshold would read as equal to it (0.84996 vs 0.85
+    prints as "84.996 %" and "85.000 %", never "85.0 %, under 85.0 %"); up to four.  A value at or
+    over the threshold never prints under it (rounding keeps the order).
+    """
+    while (decimals < _MAX_DECIMALS and value < threshold
+           and percent(value, decimals) == percent(threshold, decimals)):
+        decimals += 1
+    return percent(value, decimals), percent(threshold, decimals)
+
+
+def percent_of(value: float, threshold: float | None) -> str:
+    """``value`` as a percentage with one decimal; under ``threshold`` (when one is given) with as many
+    as ``percent_vs`` needs so it never reads as the threshold.  For a column of figures gated by one."""
+    return percent(value) if threshold is None else percent_vs(value, threshold)[0]
+
 
 def check_pick(
     original_score: float,
@@ -36,8 +63,8 @@ def check_pick(
                          reason="could not be re-scored", price=price, price_source=price_source)
     retention = current_score / original_score if original_score > 0 else 0.0
     passed = retention >= threshold
-    reason = (f"kept {retention:.0%} of its score" if passed
-              else f"kept {retention:.0%} of its score, under {threshold:.0%}")
+    kept, floor = percent_vs(retention, threshold)
+    reason = f"kept {kept} of its score" if passed else f"kept {kept} of its score, under {floor}"
     return PickCheck(original_score=original_score, current_score=current_score, retention=retention,
                      passed=passed, reason=reason, price=price, price_source=price_source)
 
@@ -77,10 +104,11 @@ def select_strategy(validated: Mapping[str, ValidatedStrategy], cfg: ValidationC
     order = {n: i for i, n in enumerate(cfg.preference)}
     best = max(contestants, key=lambda n: (validated[n].validation_rate, -order.get(n, len(order))))
     rate = validated[best].validation_rate
+    shown, floor = percent_vs(rate, cfg.min_validation_rate)
     if rate < cfg.min_validation_rate:
-        return FALLBACK, f"best validation rate {rate:.0%} ({best}) is under {cfg.min_validation_rate:.0%}"
+        return FALLBACK, f"best validation rate {shown} ({best}) is under {floor}"
     tied = [n for n in contestants if validated[n].validation_rate == rate and n != best]
-    why = f"highest validation rate {rate:.0%}"
+    why = f"highest validation rate {shown} (at least {floor} needed)"
     if tied:
         why += f", tie with {', '.join(tied)} broken by preference order"
     return best, why
