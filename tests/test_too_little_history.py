@@ -41,4 +41,4 @@ def test_a_second_execute_names_the_archive_of_the_first(prep):
     r = prep("--as-of", "2021-04-20T09:40", "execute")
     words = " ".join(r.output.split())
     assert r.exit_code == 0 and "the plan for session 2021-04-20 was already executed" in words
-    assert "archived_trades/pending_trades_20210420_093100.json" in words
+    assert "archived_trades/pending_trades_20210420_093100.json" in "".join(r.output.split())

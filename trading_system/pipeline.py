@@ -26,7 +26,7 @@ from .plan import (Plan, ScanSummary, Strategy, TickerMetrics, ValidatedStrategy
                    load_plan, plan_lock, save_plan, write_json_atomic)
 from .runtime import archive, make_broker, make_source
 from .scoring import rescore, score_universe
-from .strategies import build_strategies
+from .strategies import build_strategies, cap_notes
 from .universe import build_universe, save_universe
 from .validation import check_pick, select_strategy, validate_strategy
 
@@ -118,9 +118,10 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
     _check_history(bars, scan, scan_session, cfg.scoring.lookback)
     allocations = build_strategies(scan, cfg.strategies)
+    notes = cap_notes(allocations, cfg.strategies)
     scores = scan["score"].where(scan["score"].notna(), None)
     strategies = {
-        name: Strategy(allocations=weights,
+        name: Strategy(allocations=weights, note=notes.get(name),
                        original_scores={s: (round(float(scores[s]), 6) if s in scores.index and scores[s] is not None
                                             else None) for s in weights})
         for name, weights in allocations.items()
