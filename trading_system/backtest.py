@@ -41,14 +41,15 @@ import pandas as pd
 from . import metrics, sessions
 from .broker.simulated import SimulatedBroker
 from .config import Config, PathsConfig
-from .errors import BadInputError, PrepError, RunTimeError
+from .errors import BadInputError, PrepError, RunFailure
 from .execution import Journal, rebalance
 from .marketdata.cached import CachedSource
 from .marketdata.store import BarStore
 from .orders import default_guards
 from .pipeline import run_execute, run_prepare, run_validate
+from .vocabulary import StrategyName
 
-SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", "BUY_HOLD"
+SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", StrategyName.BUY_HOLD.value
 
 
 Step = Callable[[str, dt.datetime, int, int], None]
@@ -137,7 +138,7 @@ def _mark(broker: SimulatedBroker, source: CachedSource, session: dt.date) -> fl
     closes = source.closes(session, list(holdings))
     missing = [s for s in holdings if s not in closes]
     if missing:
-        raise RunTimeError(f"no close for {', '.join(missing)} on or before {session}; cannot mark the account.")
+        raise RunFailure(f"no close for {', '.join(missing)} on or before {session}; cannot mark the account.")
     return broker.cash + sum(q * closes[s] for s, q in holdings.items())
 
 

@@ -18,6 +18,7 @@ from typing import Mapping
 import pandas as pd
 
 from .atomic import atomic_write
+from .vocabulary import StrategyName
 
 #: One colour per account or series, in every chart (matplotlib's tab10 colours, by name).
 #: "system" is what the nightly cycle trades (a replay's "(traded)" basket), "no gate" the same
@@ -26,11 +27,11 @@ from .atomic import atomic_write
 ACCOUNT_COLOURS: dict[str, str] = {
     "system": "#1f77b4",      # blue
     "no gate": "#ff7f0e",     # orange
-    "BUY_HOLD": "#7f7f7f",    # grey
+    StrategyName.BUY_HOLD.value: "#7f7f7f",   # grey
     "rejected": "#d62728",    # red
-    "TACTICAL": "#2ca02c",    # green
-    "SPEC": "#9467bd",        # purple
-    "ASYM": "#8c564b",        # brown
+    StrategyName.TACTICAL.value: "#2ca02c",   # green
+    StrategyName.SPEC.value: "#9467bd",       # purple
+    StrategyName.ASYM.value: "#8c564b",       # brown
 }
 #: Colours for series no entry names, chosen by a stable hash of the name (never by drawing order).
 _SPARE = ("#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a")

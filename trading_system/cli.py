@@ -175,18 +175,18 @@ def validate(state: _State, dry_run: bool) -> None:
 def execute(state: _State, dry_run: bool, live: bool) -> None:
     """Rebalance the account to the validated plan in two phases, then archive it."""
     from . import render
-    from .errors import RunTimeError
+    from .errors import RunFailure
     from .pipeline import run_execute
 
     def work(cfg, clock):
         result = state.result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
         render.execute(state.console, result)
         if not result.report.reached_targets and dry_run:
-            raise RunTimeError(f"dry run: a live run would not go through as planned ({result.report.summary()}); "
+            raise RunFailure(f"dry run: a live run would not go through as planned ({result.report.summary()}); "
                                "nothing was sent, see the orders above.")
         if not result.report.reached_targets:
             kept = "; the plan is kept: run 'prep execute' again to finish" if result.plan_kept else ""
-            raise RunTimeError(f"the account did not reach its targets ({result.report.summary()}){kept}; "
+            raise RunFailure(f"the account did not reach its targets ({result.report.summary()}){kept}; "
                                "see the orders above.")
 
     _run(state, "execute", work)
@@ -273,7 +273,7 @@ def notify(state: _State, test: bool) -> None:
 def _notify_test(state: _State, cfg, clock) -> None:
     """Send the test alert, print OK / FAILED per URL (named without its secrets); exit 1 if any failed."""
     from . import notify as alerts
-    from .errors import ConfigError, RunTimeError
+    from .errors import ConfigError, RunFailure
 
     if not cfg.notify.urls:
         raise ConfigError("notify.urls in config.yaml is empty: add an Apprise URL (e.g. ntfy://my-topic) to test.")
@@ -282,7 +282,7 @@ def _notify_test(state: _State, cfg, clock) -> None:
         state.console.print(f"{d.label}: " + ("OK" if d.ok else f"FAILED ({d.detail})"), markup=False)
     failed = [d.label for d in deliveries if not d.ok]
     if failed:
-        raise RunTimeError(f"{len(failed)} of {len(deliveries)} alert URLs failed ({', '.join(failed)}); "
+        raise RunFailure(f"{len(failed)} of {len(deliveries)} alert URLs failed ({', '.join(failed)}); "
                            "details in the log.")
 
 

@@ -31,19 +31,21 @@ class AsOfError(BadInputError):
     """``--as-of`` cannot be parsed or lies outside the data."""
 
 
-class RunTimeError(PrepError):
-    """A failure at run time (data source down, broker refused): exit 1."""
+class RunFailure(PrepError):
+    """A failure at run time (data source down, broker refused, targets missed): exit 1.
+
+    (Named so it cannot be mistaken for the builtin ``RuntimeError``.)"""
 
 
-class DataError(RunTimeError):
+class DataError(RunFailure):
     """Market data is missing, stale or the source failed."""
 
 
-class BrokerError(RunTimeError):
+class BrokerError(RunFailure):
     """The broker refused or could not be reached."""
 
 
-class LockHeldError(RunTimeError):
+class LockHeldError(RunFailure):
     """Another ``prep`` run holds the lock."""
 
 

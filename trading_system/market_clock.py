@@ -12,7 +12,7 @@ import datetime as dt
 import time
 
 from . import sessions
-from .errors import BadInputError, NothingToDo, RunTimeError
+from .errors import BadInputError, NothingToDo, RunFailure
 
 
 class BrokerClock(sessions.Clock):
@@ -67,12 +67,12 @@ def confirm_open(broker) -> None:
     """After waiting for the open, ask the broker whether it really is open.
 
     Raises:
-        RunTimeError: the broker still reports the market closed (a delayed open).
+        RunFailure: the broker still reports the market closed (a delayed open).
     """
     if has_clock(broker):
         c = broker.market_clock()
         if not c.is_open:
-            raise RunTimeError(f"the broker reports the market still closed at {c.now:%H:%M:%S} ET "
+            raise RunFailure(f"the broker reports the market still closed at {c.now:%H:%M:%S} ET "
                                f"(next open {c.next_open:%Y-%m-%d %H:%M} ET); nothing was sent and the plan is kept.")
 
 

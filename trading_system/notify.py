@@ -27,6 +27,8 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .vocabulary import StrategyName
+
 if TYPE_CHECKING:  # type names only: importing the pipeline here would slow the CLI's start
     from .config import NotifyConfig
     from .pipeline import ExecuteResult, PrepareResult, ValidateResult
@@ -98,7 +100,7 @@ def validated(r: ValidateResult) -> Alert:
     vr = p.validation_results
     chosen = vr.validated_strategies[vr.selected_strategy]
     rates = ", ".join(f"{name} {v.validation_rate:.0%}" + ("" if v.contestant else " (too few names left)")
-                      for name, v in vr.validated_strategies.items() if name != "BUY_HOLD")
+                      for name, v in vr.validated_strategies.items() if name != StrategyName.BUY_HOLD)
     lines = [f"Selected {vr.selected_strategy} ({len(chosen.validated_allocations)} names): "
              f"{vr.selection_reason.rstrip('.')}.",
              f"Validation rates: {rates or 'none'}.",

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import market_clock, sessions
 from .config import Config
-from .errors import DataError, NothingToDo, PlanError, RunTimeError
+from .errors import DataError, NothingToDo, PlanError, RunFailure
 from .broker.base import Broker
 from .execution import ExecutionReport, Journal, rebalance
 from .marketdata.base import MarketData
@@ -29,6 +29,7 @@ from .scoring import rescore, score_universe
 from .strategies import build_strategies, cap_notes
 from .universe import build_universe, save_universe
 from .validation import check_pick, select_strategy, validate_strategy
+from .vocabulary import StrategyName
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
                             "again (a new choice could undo them): run 'prep execute' to finish it.")
         now = clock.now()
         source = source or make_source(cfg, clock)
-        contest = {n: s for n, s in plan.strategies.items() if n != "BUY_HOLD"}
+        contest = {n: s for n, s in plan.strategies.items() if n != StrategyName.BUY_HOLD}
         symbols = sorted({sym for s in contest.values() for sym in s.allocations})
         quotes = source.premarket_prices(symbols, today)
         _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
@@ -337,8 +338,8 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
             checks[s] = check_pick(original, current, q.price if q else None, q.source if q else None,
                                    cfg.validation.retention_threshold)
         validated = {n: validate_strategy(s, checks, cfg.validation.min_names) for n, s in contest.items()}
-        bh = plan.strategies["BUY_HOLD"].allocations
-        validated["BUY_HOLD"] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
+        bh = plan.strategies[StrategyName.BUY_HOLD].allocations
+        validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
                                                   validation_rate=1.0, contestant=False)
         selected, reason = select_strategy(validated, cfg.validation)
         plan = plan.model_copy(update={"validation_results": ValidationResults(
@@ -403,16 +404,16 @@ def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce
     Returns the instant waited until, or None when the market is already open.
 
     Raises:
-        RunTimeError: the open is further away than that, or the session has closed.
+        RunFailure: the open is further away than that, or the session has closed.
     """
     now = clock.now()
     opens, closes = hours or (sessions.session_open(session), sessions.session_close(session))
     if now >= closes:
-        raise RunTimeError(f"session {session} closed at {closes:%H:%M} ET; nothing was sent and the plan is kept.")
+        raise RunFailure(f"session {session} closed at {closes:%H:%M} ET; nothing was sent and the plan is kept.")
     if now >= opens:
         return None
     if (opens - now).total_seconds() > cfg.execution.max_wait_for_open_minutes * 60:
-        raise RunTimeError(f"the market opens at {opens:%H:%M} ET, more than "
+        raise RunFailure(f"the market opens at {opens:%H:%M} ET, more than "
                            f"{cfg.execution.max_wait_for_open_minutes:g} minutes away; nothing was sent, "
                            "run 'prep execute' closer to the open.")
     until = opens + dt.timedelta(seconds=cfg.execution.open_delay_seconds)
@@ -434,7 +435,7 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
 
     Raises:
         PlanError: the plan is not validated yet, or is stale.
-        RunTimeError / BrokerError: too early, too late, blocked account, a guard refused.
+        RunFailure / BrokerError: too early, too late, blocked account, a guard refused.
     """
     plan_path = cfg.path(cfg.paths.plan)
     with plan_lock(plan_path):

@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .atomic import atomic_write
 from .errors import LockHeldError, PlanError
+from .vocabulary import STRATEGY_NAMES, StrategyName
 
 SCHEMA_VERSION = 1
-STRATEGY_NAMES = ("BUY_HOLD", "TACTICAL", "SPEC", "ASYM")
 
 
 class _Model(BaseModel):
@@ -120,7 +120,7 @@ class ValidationResults(_Model):
     """What ``prep validate`` decided (DESIGN §6)."""
 
     validation_time: dt.datetime
-    selected_strategy: Literal["BUY_HOLD", "TACTICAL", "SPEC", "ASYM"]
+    selected_strategy: StrategyName
     selection_reason: str
     validated_strategies: dict[str, ValidatedStrategy]
     checks: dict[str, PickCheck]
@@ -142,7 +142,7 @@ class Plan(_Model):
     data_source: str
     scan_summary: ScanSummary
     tickers: dict[str, TickerMetrics]
-    strategies: dict[Literal["BUY_HOLD", "TACTICAL", "SPEC", "ASYM"], Strategy]
+    strategies: dict[StrategyName, Strategy]
     config: dict[str, Any]
     validation_results: ValidationResults | None = None
 
@@ -155,7 +155,7 @@ class Plan(_Model):
             raise ValueError("target_session must come after scan_session")
         for name, strategy in self.strategies.items():
             unscored = sorted(s for s in strategy.allocations if strategy.original_scores[s] is None)
-            if name != "BUY_HOLD" and unscored:  # the morning gate divides by the evening score
+            if name != StrategyName.BUY_HOLD and unscored:  # the morning gate divides by the evening score
                 raise ValueError(f"strategies.{name}.original_scores has no score for {', '.join(unscored)}")
         if self.validation_results is not None:
             _check_validation(self.validation_results, self.strategies)
@@ -186,7 +186,7 @@ def _check_validation(vr: ValidationResults, strategies: dict[str, Strategy]) ->
         if extra:
             raise ValueError(f"{field}.validated_allocations holds {', '.join(extra)}, "
                              f"which strategies.{name}.allocations does not")
-        if name == "BUY_HOLD":
+        if name == StrategyName.BUY_HOLD:
             continue
         unchecked = sorted((set(v.validated_allocations) | set(v.rejected_tickers)) - set(vr.checks))
         if unchecked:

@@ -10,6 +10,7 @@ from .orders import client_order_id
 from .pipeline import ExecuteResult, PrepareResult, ValidateResult
 from .strategies import cap_note
 from .validation import percent_of
+from .vocabulary import StrategyName
 
 
 def _weights_line(weights: dict[str, float]) -> str:
@@ -33,7 +34,7 @@ def prepare(console: Console, r: PrepareResult) -> None:
     console.print(table)
     cap = (p.config.get("strategies") or {}).get("weight_cap")
     for name, st in p.strategies.items():
-        note = st.note or (cap_note(name, len(st.allocations), cap) if cap and name != "BUY_HOLD" else None)
+        note = st.note or (cap_note(name, len(st.allocations), cap) if cap and name != StrategyName.BUY_HOLD else None)
         if note:
             console.print(f"[yellow]note:[/] {escape(note)}")
     for warning in r.warnings:
@@ -78,7 +79,7 @@ def validate(console: Console, r: ValidateResult) -> None:
     if len(sources) == 1:
         console.print(f"pre-market prices: {escape(sources[0])}")
     for name, v in vr.validated_strategies.items():
-        if name == "BUY_HOLD":
+        if name == StrategyName.BUY_HOLD:
             continue
         rate = percent_of(v.validation_rate, min_rate)
         tag = "" if v.contestant else " (not a contestant: too few names left)"

@@ -31,6 +31,7 @@ from .errors import BadInputError, NothingToDo, PlanError
 from .plan import Plan
 from .runtime import make_source
 from .validation import percent, percent_of
+from .vocabulary import StrategyName
 
 HORIZONS = (1, 5, 20)
 #: A plan id as every command prints it: the target session and a digest (``20210420-558d1125``).
@@ -86,7 +87,7 @@ def _rate(plan: Plan) -> str:
     chosen = vr.validated_strategies[vr.selected_strategy]
     if chosen.contestant:
         return percent(chosen.validation_rate)
-    rates = [v.validation_rate for n, v in vr.validated_strategies.items() if n != "BUY_HOLD"]
+    rates = [v.validation_rate for n, v in vr.validated_strategies.items() if n != StrategyName.BUY_HOLD]
     return percent(max(rates)) if rates else "-"
 
 
@@ -296,8 +297,8 @@ def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     chosen_after = dict(vr.validated_strategies[vr.selected_strategy].validated_allocations)
     traded = f"{vr.selected_strategy} (traded)"
     baskets, accounts = {traded: chosen_after}, {traded: "system"}
-    if vr.selected_strategy == "BUY_HOLD":
-        accounts[traded] = "BUY_HOLD"
+    if vr.selected_strategy == StrategyName.BUY_HOLD:
+        accounts[traded] = StrategyName.BUY_HOLD
     if set(chosen_before) != set(chosen_after) or any(abs(chosen_before[k] - chosen_after[k]) > 1e-9
                                                       for k in chosen_after):
         label = f"{vr.selected_strategy} before the gate"
@@ -306,8 +307,9 @@ def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     if rejected:
         label = f"rejected picks ({len(rejected)}, equal weight)"
         baskets[label], accounts[label] = {s: 1.0 / len(rejected) for s in rejected}, "rejected"
-    if vr.selected_strategy != "BUY_HOLD":
-        baskets["BUY_HOLD"], accounts["BUY_HOLD"] = dict(plan.strategies["BUY_HOLD"].allocations), "BUY_HOLD"
+    if vr.selected_strategy != StrategyName.BUY_HOLD:
+        bh = StrategyName.BUY_HOLD
+        baskets[bh], accounts[bh] = dict(plan.strategies[bh].allocations), bh
     return baskets, accounts
 
 
@@ -379,7 +381,7 @@ def replay_command(cfg: Config, clock: sessions.Clock, console: Console, plan_ar
     else:
         min_rate = (plan.config.get("validation") or {}).get("min_validation_rate")
         rates = ", ".join(f"{n} {percent_of(v.validation_rate, min_rate)}"
-                          for n, v in vr.validated_strategies.items() if n != "BUY_HOLD")
+                          for n, v in vr.validated_strategies.items() if n != StrategyName.BUY_HOLD)
         console.print(f"selected [bold]{vr.selected_strategy}[/]: {escape(vr.selection_reason)} "
                       f"(validation rates: {rates})")
     baskets, accounts = _baskets(plan)

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .config import StrategiesConfig
+from .vocabulary import STRATEGY_NAMES, StrategyName
 
 __all__ = ["STRATEGY_NAMES", "rank", "sharpe_weights", "build_strategies", "cap_note", "cap_notes"]
 
-STRATEGY_NAMES = ("BUY_HOLD", "TACTICAL", "SPEC", "ASYM")
 
 _TOLERANCE = 1e-12
 
@@ -136,8 +136,9 @@ def build_strategies(scan: pd.DataFrame, cfg: StrategiesConfig) -> dict[str, dic
     spec = list(_top(candidates, "SPEC", cfg.top_spec))
     asym = list(_top(candidates, "ASYM", cfg.top_asym))
     symbols, sharpe = candidates[0], candidates[4]
-    out: dict[str, dict[str, float]] = {"BUY_HOLD": {s: float(w) for s, w in cfg.benchmarks.items()}}
-    for name, rows in (("TACTICAL", core), ("SPEC", core + spec), ("ASYM", core + spec + asym)):
+    out: dict[str, dict[str, float]] = {StrategyName.BUY_HOLD: {s: float(w) for s, w in cfg.benchmarks.items()}}
+    for name, rows in ((StrategyName.TACTICAL, core), (StrategyName.SPEC, core + spec),
+                       (StrategyName.ASYM, core + spec + asym)):
         if not rows:
             out[name] = {}
             continue
@@ -166,5 +167,5 @@ def cap_notes(strategies: dict[str, dict[str, float]], cfg: StrategiesConfig) ->
     """``{name: note}`` for every strategy of :func:`build_strategies` whose names cannot honour
     ``cfg.weight_cap`` (see :func:`cap_note`).  BUY_HOLD's fixed benchmark weights are not capped."""
     notes = {name: cap_note(name, len(weights), cfg.weight_cap)
-             for name, weights in strategies.items() if name != "BUY_HOLD"}
+             for name, weights in strategies.items() if name != StrategyName.BUY_HOLD}
     return {name: note for name, note in notes.items() if note}

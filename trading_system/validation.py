@@ -11,9 +11,8 @@ from typing import Mapping
 
 from .config import ValidationConfig
 from .plan import PickCheck, Strategy, ValidatedStrategy
+from .vocabulary import CONTESTANTS, FALLBACK
 
-FALLBACK = "BUY_HOLD"
-CONTESTANTS = ("TACTICAL", "SPEC", "ASYM")
 
 #: The most decimals ``percent_vs`` adds to keep a figure apart from its threshold.
 _MAX_DECIMALS = 4

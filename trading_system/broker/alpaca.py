@@ -25,15 +25,14 @@ import functools
 import json
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import requests
 import tenacity
 
 from ..errors import BadInputError, BrokerError, ConfigError
+from ..sessions import ET
 from .base import Account, MarketClock, Order, OrderRejected, OrderRequest, OrderUncertain, Position
 
-ET = ZoneInfo("America/New_York")
 PAPER_HOST, LIVE_HOST = "paper-api.alpaca.markets", "api.alpaca.markets"
 PAPER_URL, LIVE_URL = f"https://{PAPER_HOST}", f"https://{LIVE_HOST}"
 PAPER_ACCOUNT_PREFIX = "PA"  # see AlpacaBroker._check_account_kind for where this comes from

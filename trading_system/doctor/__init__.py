@@ -2,7 +2,7 @@
 
 Computing is apart from printing: ``run_checks`` returns a list of ``Check`` (name, OK / WARN /
 FAIL, one sentence); ``print_report`` prints them as aligned lines of 80 columns, then the
-crontab lines of this checkout; ``doctor_command`` does both and exits 1 (``RunTimeError``) when a check failed.
+crontab lines of this checkout; ``doctor_command`` does both and exits 1 (``RunFailure``) when a check failed.
 
 - ``local.py``: config, keys, the morning's price source, the bar store's freshness, disk space,
   state folders, crontab lines (no network);
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..config import Config, secret
-from ..errors import RunTimeError
+from ..errors import RunFailure
 from ..sessions import Clock
 from .base import FAIL, OK, WARN, Check
 from .local import (config_check, crontab_lines, disk_checks, folder_checks, key_checks, price_source_check,
@@ -111,7 +111,7 @@ def doctor_command(cfg: Config, clock: Clock, console: Console, config_path: Pat
     """``prep doctor [--live]``: run every check, print them and the crontab lines.
 
     Raises:
-        RunTimeError: at least one check is FAIL (exit 1), after everything was printed.
+        RunFailure: at least one check is FAIL (exit 1), after everything was printed.
     """
     checks = run_checks(cfg, clock, Path(config_path), live)
     for c in checks:
@@ -119,5 +119,5 @@ def doctor_command(cfg: Config, clock: Clock, console: Console, config_path: Pat
     print_report(console, checks, crontab_lines(cfg, Path(config_path), live))
     failed = [c.name for c in checks if c.status == FAIL]
     if failed:
-        raise RunTimeError(f"{len(failed)} check{'s' if len(failed) > 1 else ''} failed: {', '.join(failed)}; "
+        raise RunFailure(f"{len(failed)} check{'s' if len(failed) > 1 else ''} failed: {', '.join(failed)}; "
                            "see the lines above.")

@@ -24,7 +24,6 @@ import logging
 import time
 import urllib.parse
 from typing import Callable
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import requests
@@ -33,12 +32,12 @@ import urllib3.exceptions
 
 from ..config import PolygonConfig, secret
 from ..errors import ConfigError, DataError
+from ..sessions import ET
 from .ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
-ET = ZoneInfo("America/New_York")
 RETRY_STATUS = {413, 429, 499, 500, 502, 503, 504}  # the official client's list (A7)
 MAX_PAGES = 1000  # next_url loops are bounded
 
