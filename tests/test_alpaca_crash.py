@@ -3,8 +3,8 @@ journal, and at every order the broker accepted before its answer came back; a r
 end where a clean run ends, without any order sent twice.
 
 Two ways to die, both abrupt (no cleanup code runs):
-* the journal's test hook ``PREP_TEST_CRASH_AFTER_JOURNAL_LINE=N`` calls ``os._exit`` right
-  after the Nth line is fsynced (after an intent = before the send; after an answer = sent);
+* ``fakes/crash_prep.py N`` runs `prep` with ``Journal.append`` wrapped to call ``os._exit``
+  right after the Nth line is fsynced (after an intent = before the send; after an answer = sent);
 * the fake SIGKILLs the process after accepting its Nth order and before answering it (the
   worst moment: the order exists, the journal has only its intent).
 """
@@ -12,7 +12,10 @@ Two ways to die, both abrupt (no cleanup code runs):
 import concurrent.futures
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,13 @@ from fakes.alpaca_workspace import (alpaca_workspace, make_fake, market_values, 
                                     validated_plan)  # noqa: F401
 
 MIN_ORDER = 100.0   # max($10, 0.1 % of $100k equity): positions closer than this are on target
+CRASH_PREP = Path(__file__).resolve().parent / "fakes" / "crash_prep.py"
+
+
+def run_crashing_prep(folder, env, line: int, *args: str) -> subprocess.CompletedProcess:
+    """Run `prep` (``fakes/crash_prep.py``) so that it dies right after its ``line``-th journal line."""
+    cmd = [sys.executable, str(CRASH_PREP), str(line), "--config", str(folder / "config.yaml"), *args]
+    return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
 def clean_run(plan, folder):
@@ -37,7 +47,7 @@ def crash_then_rerun(plan, folder, line: int | None = None, kill_at_order: int |
         ws = alpaca_workspace(folder, plan)
         env = prep_env(fake)
         if line is not None:
-            first = run_prep(ws, {**env, "PREP_TEST_CRASH_AFTER_JOURNAL_LINE": str(line)}, "execute")
+            first = run_crashing_prep(ws, env, line, "execute")
             code = first.returncode
         else:
             accepted, proc = [], {}

@@ -155,9 +155,6 @@ def poll(broker: Broker, records: Sequence[OrderRecord], since: dt.datetime | No
                 r.update(by_id[r.broker_order_id])
 
 
-refresh = poll  # the name the nightly-cycle code used
-
-
 def wait_for_fills(broker: Broker, records: Sequence[OrderRecord], timeout: float, interval: float,
                    since: dt.datetime | None = None, cancel: bool = True, journal: Journal | None = None,
                    sleep: Callable[[float], None] = time.sleep) -> None:

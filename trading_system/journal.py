@@ -25,8 +25,6 @@ from typing import Callable, Mapping
 from .broker.base import Broker, Order, OrderRejected, OrderUncertain
 from .errors import BrokerError
 
-#: Test hook: crash (``os._exit(137)``) right after this process wrote its Nth journal line.
-CRASH_HOOK = "PREP_TEST_CRASH_AFTER_JOURNAL_LINE"
 #: A journal is readable by its owner only, like every state file ``atomic_write`` creates (mkstemp: 0600).
 FILE_MODE = 0o600
 
@@ -71,13 +69,6 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         self._written += 1
-        crash_at = os.environ.get(CRASH_HOOK, "")
-        if crash_at.isdigit() and self._written == int(crash_at):
-            os._exit(137)  # a crash exactly here: no cleanup, no lock release but the kernel's
-
-    def intended(self, client_order_id: str) -> bool:
-        """Whether an intent for this client id was ever written (sent, or maybe sent)."""
-        return client_order_id in self.intents()
 
     def intents(self) -> dict[str, dict]:
         """client_order_id -> its first intent line, in journal order."""

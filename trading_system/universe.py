@@ -141,11 +141,6 @@ def build_universe(cfg: Config, source=None, session: dt.date | None = None) -> 
                     data_source=getattr(source, "name", None), steps=steps)
 
 
-def load_universe(cfg: Config, source=None, session: dt.date | None = None) -> list[str]:
-    """Sorted symbols to scan: ``build_universe(cfg, source, session).symbols``."""
-    return build_universe(cfg, source, session).symbols
-
-
 def save_universe(cfg: Config, universe: Universe, when: dt.datetime) -> Path:
     """Write ``data/universe/universe_<session>.json`` (atomic): symbols, source, the chain's steps."""
     name = f"universe_{universe.session or when.date()}.json"

@@ -42,12 +42,10 @@ class SimulatedBroker:
 
     name = "simulated"
 
-    def __init__(self, store: BarStore, account_file: Path | None, session: dt.date, starting_cash: float,
-                 clock_now=None):
+    def __init__(self, store: BarStore, account_file: Path | None, session: dt.date, starting_cash: float):
         self._store = store
         self._path = Path(account_file) if account_file is not None else None
         self._session = session
-        self._now = clock_now or (lambda: None)
         self._opens: dict[str, float] | None = None
         self._split_list: list | None = None
         self._state = self._load(starting_cash)
