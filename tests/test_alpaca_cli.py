@@ -112,7 +112,9 @@ def test_exit_code_says_the_targets_were_missed(alpaca_prep):
 
 
 def test_two_runs_at_once_one_waits_for_the_lock(tmp_path, validated_plan):
-    with make_fake(validated_plan, fill_delay=1.5) as fake:
+    # Fills 2.8 s after acceptance (under the 3 s fill wait): the first run holds the lock for
+    # ~5.6 s after its first order, time enough for a second process to start on a busy machine.
+    with make_fake(validated_plan, fill_delay=2.8) as fake:
         ws = alpaca_workspace(tmp_path / "ws", validated_plan)
         env = prep_env(fake)
         first = start_prep(ws, env, "execute")
