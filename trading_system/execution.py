@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from typing import Callable, Mapping, Sequence
 
-from .broker.base import Account, Broker, Order
+from .broker.base import TERMINAL_STATUSES, Account, Broker, Order
 from .broker.dryrun import DryRunBroker
 from .config import ExecutionConfig
 from .errors import BrokerError
@@ -70,10 +70,9 @@ class OrderRecord:
 
     @property
     def open(self) -> bool:
-        return self.broker_order_id is not None and self.status not in TERMINAL
+        return self.broker_order_id is not None and self.status not in TERMINAL_STATUSES
 
 
-TERMINAL = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "done_for_day", "dry_run"})
 
 
 @dataclasses.dataclass
@@ -225,7 +224,7 @@ def follow_up_ids(planned: Sequence[PlannedOrder], known: Mapping[str, Order | N
 
 def _send(broker, journal, planned: Sequence[PlannedOrder], phase: str, known, since, guards) -> list[OrderRecord]:
     kill = [g for g in guards if isinstance(g, KillSwitch)]
-    attempts, wait = getattr(broker, "submit_attempts", 3), getattr(broker, "retry_wait", 0.5)
+    attempts, wait = broker.submit_attempts, broker.retry_wait
     out = []
     for p in planned:
         rec = OrderRecord.planned(phase, p.request)
@@ -289,9 +288,8 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     if problems and not dry_run:
         raise BrokerError("pre-trade check refused the run, nothing was sent: " + describe_refusals(problems))
     px = {**{s: p.price for s, p in positions.items()}, **(prices or {})}
-    fractionable = getattr(broker, "fractionable", None)
     sized = [p.request.symbol for p in [*oplan.sells, *oplan.buys] if not p.request.close_position]
-    frac = fractionable(sized) if fractionable and sized else {}
+    frac = broker.fractionable(sized) if sized else {}
     sells, dropped_sells = whole_shares(oplan.sells, frac, px)
     records = _send(broker, journal, sells, "sell", known, since, guards)
     records += [r for r in _earlier(known, journal, records) if r.side == "sell"]

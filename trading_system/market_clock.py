@@ -34,7 +34,7 @@ class BrokerClock(sessions.Clock):
 
 def has_clock(broker) -> bool:
     """Whether ``broker`` is a real account with its own clock and calendar."""
-    return broker is not None and getattr(broker, "market_clock", None) is not None
+    return broker is not None and broker.has_clock
 
 
 def broker_clock(clock: sessions.Clock, broker) -> BrokerClock:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .config import Config
 from .errors import ConfigError
+from .marketdata.base import MarketData
 from .plan import write_json_atomic
 
 
@@ -77,16 +78,14 @@ def _constituents(cfg: Config) -> set[str]:
     return set(_CONSTITUENTS[key])
 
 
-def _session_bars(source, session: dt.date | None, why: str) -> pd.DataFrame:
+def _session_bars(source: MarketData | None, session: dt.date | None, why: str) -> pd.DataFrame:
     """Raw bars of ``session`` for every symbol the source holds (index symbol)."""
     if source is None or session is None:
         raise ConfigError(f"{why} needs market data; run it through 'prep universe' or 'prep prepare'.")
-    if hasattr(source, "session_bars"):
-        return source.session_bars(session)
-    return source.bars(end=session, start=session).set_index("symbol")
+    return source.session_bars(session)
 
 
-def build_universe(cfg: Config, source=None, session: dt.date | None = None) -> Universe:
+def build_universe(cfg: Config, source: MarketData | None = None, session: dt.date | None = None) -> Universe:
     """Run the universe chain of ``cfg.universe`` for ``session``.
 
     Requires: for the top-N generator and the price / dollar-volume filters, a ``source``
@@ -107,7 +106,7 @@ def build_universe(cfg: Config, source=None, session: dt.date | None = None) -> 
         day = _session_bars(source, session, "universe.generator: top_dollar_volume")
         dollar_volume = (day["close"] * day["volume"]).sort_values(ascending=False, kind="stable")
         symbols = set(dollar_volume.index[: u.top_n])
-        origin = f"top {u.top_n} by dollar volume of session {session} ({getattr(source, 'name', '?')} grouped daily)"
+        origin = f"top {u.top_n} by dollar volume of session {session} ({source.name if source else '?'} grouped daily)"
     steps.append({"step": "generator", "detail": origin, "count": len(symbols)})
 
     def apply(name: str, keep: set[str]) -> None:
@@ -124,12 +123,11 @@ def build_universe(cfg: Config, source=None, session: dt.date | None = None) -> 
             apply(f"close x volume >= {u.min_dollar_volume:g}",
                   set(day.index[day["close"] * day["volume"] >= u.min_dollar_volume]))
     if u.types:
-        types = getattr(source, "ticker_types", None)
-        if types is None:
+        table = source.ticker_types() if source is not None else None
+        if table is None:
             steps.append({"step": f"type in {u.types}", "count": len(symbols),
-                          "skipped": f"the {getattr(source, 'name', 'configured')} source has no ticker reference data"})
+                          "skipped": f"the {source.name if source else 'configured'} source has no ticker reference data"})
         else:
-            table = types()
             apply(f"type in {u.types}", set(table.index[table.isin(u.types)]))
     exclude = {s.upper() for s in u.exclude}
     if exclude:
@@ -138,7 +136,7 @@ def build_universe(cfg: Config, source=None, session: dt.date | None = None) -> 
     steps.append({"step": "watchlist + benchmarks", "count": len(symbols | added), "added": sorted(added - symbols)})
     symbols |= added
     return Universe(symbols=sorted(symbols), session=session, source=origin,
-                    data_source=getattr(source, "name", None), steps=steps)
+                    data_source=source.name if source else None, steps=steps)
 
 
 def save_universe(cfg: Config, universe: Universe, when: dt.datetime) -> Path:

@@ -159,6 +159,7 @@ class AlpacaBroker:
     """
 
     name = "alpaca"
+    has_clock = True
 
     def __init__(self, api_key: str, secret_key: str, paper: bool = True, url_override: str | None = None,
                  timeout: float = 10.0, connect_timeout: float = 5.0, read_attempts: int = 4,
@@ -166,7 +167,7 @@ class AlpacaBroker:
         from alpaca.trading.client import TradingClient
 
         self.paper = paper
-        self.submit_attempts, self.retry_wait = submit_attempts, retry_wait  # read by execution's send-once loop
+        self.submit_attempts, self.retry_wait = submit_attempts, retry_wait  # execution's send-once loop (Broker)
         self.client = TradingClient(api_key=api_key, secret_key=secret_key, paper=paper, url_override=url_override)
         self.client._retry = 0  # alpaca-py's own retry resends POSTs on 504 (API-NOTES B4): off
         session = self.client._session

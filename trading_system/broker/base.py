@@ -5,10 +5,9 @@ Money is in dollars (float, rounded to cents where it is sent), quantities in sh
 flat-file account), ``dryrun.DryRunBroker`` (wraps any broker; reads pass through,
 submissions are recorded and never sent) and ``alpaca.AlpacaBroker`` (alpaca-py over HTTP).
 
-Optional capabilities, looked up with ``getattr`` because the offline broker has none:
-``market_clock()`` -> ``MarketClock`` (the broker's own time and the next open/close),
-``session_hours(date)`` -> (open, close) tz-aware or None on a holiday (early closes
-included), ``fractionable(symbols)`` -> {symbol: bool}.
+Every feature the code uses is declared on ``Broker`` below, so no caller sniffs for one:
+an offline broker answers "I have none" (``has_clock`` False, ``session_hours`` None,
+``fractionable`` {} meaning every asset is).
 """
 
 from __future__ import annotations
@@ -122,9 +121,36 @@ class OrderUncertain(BrokerError):
 
 @runtime_checkable
 class Broker(Protocol):
-    """What execution needs from a broker. Reads may be retried; submissions never blindly."""
+    """What execution needs from a broker. Reads may be retried; submissions never blindly.
+
+    ``name``: for reports.  ``has_clock``: True for a real account, whose own clock and calendar
+    rule the morning (``market_clock``, ``session_hours``); False for the simulated one, which
+    follows the as-of clock.  ``submit_attempts`` / ``retry_wait``: how often (count) and how
+    soon (seconds, doubling) execution may resend an order after a lookup by client_order_id
+    found nothing.
+    """
 
     name: str
+    has_clock: bool
+    submit_attempts: int
+    retry_wait: float
+
+    def market_clock(self) -> MarketClock:
+        """The broker's time and the next open and close (tz-aware).
+
+        Raises:
+            BrokerError: no clock (``has_clock`` False), or the broker could not be asked.
+        """
+        ...
+
+    def session_hours(self, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+        """(open, close) of session ``day``, tz-aware, early closes included; None when the broker's
+        calendar has no session that day or the broker keeps none (``has_clock`` False)."""
+        ...
+
+    def fractionable(self, symbols: list[str]) -> dict[str, bool]:
+        """{symbol: whether fractional shares can be traded}; a symbol left out is fractionable."""
+        ...
 
     def get_account(self) -> Account: ...
 

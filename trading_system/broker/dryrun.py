@@ -8,7 +8,9 @@ buys are sized as the live run would size them.
 
 from __future__ import annotations
 
-from .base import Account, Broker, Order, OrderRequest, Position
+import datetime as dt
+
+from .base import Account, Broker, MarketClock, Order, OrderRequest, Position
 
 
 class DryRunBroker:
@@ -17,6 +19,8 @@ class DryRunBroker:
     def __init__(self, inner: Broker):
         self._inner = inner
         self.name = f"{inner.name} (dry run)"
+        self.has_clock = inner.has_clock
+        self.submit_attempts, self.retry_wait = 1, 0.0  # a dry submission is never uncertain
         self.submitted: list[Order] = []
         self._freed = 0.0
 
@@ -44,11 +48,14 @@ class DryRunBroker:
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         return self._inner.get_order_by_client_id(client_order_id)
 
-    def __getattr__(self, name: str):
-        # The inner broker's optional reads (market_clock, session_hours, fractionable) pass through.
-        if name in ("market_clock", "session_hours", "fractionable"):
-            return getattr(self._inner, name)
-        raise AttributeError(name)
+    def market_clock(self) -> MarketClock:
+        return self._inner.market_clock()
+
+    def session_hours(self, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+        return self._inner.session_hours(day)
+
+    def fractionable(self, symbols: list[str]) -> dict[str, bool]:
+        return self._inner.fractionable(symbols)
 
     def submit_order(self, request: OrderRequest) -> Order:
         if request.side == "sell":

@@ -22,27 +22,49 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from typing import Protocol
+
+import pandas as pd
+
 from ..errors import BrokerError
-from ..marketdata.store import BarStore
 from ..plan import write_json_atomic
-from .base import Account, Order, OrderRequest, Position
+from .base import Account, MarketClock, Order, OrderRejected, OrderRequest, Position
 
 
 #: The Order fields kept in the account file (``submitted_at`` is not).
 _STORED_FIELDS = tuple(f.name for f in dataclasses.fields(Order) if f.name != "submitted_at")
 
 
+class BarReader(Protocol):
+    """What the simulated broker reads of a bar store: ``BarStore`` and a backtest's ``CachedSource``."""
+
+    def splits(self) -> pd.DataFrame:
+        """Every known split: symbol, date (ex-date), ratio (new shares per old share)."""
+        ...
+
+    def session_bars(self, session: dt.date, symbols: list[str] | None = None) -> pd.DataFrame:
+        """Raw bars of one session (as traded that day), indexed by symbol; dollars, shares."""
+        ...
+
+    def read(self, end: dt.date, start: dt.date | None = None, symbols: list[str] | None = None,
+             adjust_through: dt.date | None = None) -> pd.DataFrame:
+        """Split-adjusted bars dated <= ``end`` (BAR_COLUMNS), sorted by (symbol, date)."""
+        ...
+
+
 class SimulatedBroker:
     """A ``Broker`` over a JSON account file; fills at ``session``'s open.
 
-    Requires: the bar store holding raw bars for ``session`` (or earlier, for a gap); any
-    object with the store's ``splits``, ``session_bars`` and ``read`` will do (a backtest
-    passes its in-memory ``CachedSource``).  ``account_file=None``: in memory only.
+    Requires: a ``BarReader`` holding raw bars for ``session`` (or earlier, for a gap): the bar
+    store, or a backtest's in-memory ``CachedSource``.  ``account_file=None``: in memory only.
     """
 
     name = "simulated"
+    has_clock = False        # follows the as-of clock: no calendar of its own
+    submit_attempts = 1      # a submission either fills at the open or is refused: never uncertain
+    retry_wait = 0.0
 
-    def __init__(self, store: BarStore, account_file: Path | None, session: dt.date, starting_cash: float):
+    def __init__(self, store: BarReader, account_file: Path | None, session: dt.date, starting_cash: float):
         self._store = store
         self._path = Path(account_file) if account_file is not None else None
         self._session = session
@@ -159,9 +181,23 @@ class SimulatedBroker:
         found = self.get_orders([client_order_id])
         return found[0] if found else None
 
+    def market_clock(self) -> MarketClock:
+        """Raises BrokerError: the simulated account has no clock (``has_clock`` is False)."""
+        raise BrokerError("the simulated broker has no clock; the run follows the as-of clock.")
+
+    def session_hours(self, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+        """None: the simulated account keeps no calendar (XNYS's is used)."""
+        return None
+
+    def fractionable(self, symbols: list[str]) -> dict[str, bool]:
+        """{}: every asset is fractionable here."""
+        return {}
+
     def submit_order(self, request: OrderRequest) -> Order:
+        """Fill at the session's open, or refuse; a client_order_id used before is refused the
+        way Alpaca refuses it (``OrderRejected``, kind ``duplicate``: HTTP 422 there)."""
         if self.get_order_by_client_id(request.client_order_id) is not None:
-            raise BrokerError(f"client_order_id {request.client_order_id} must be unique")
+            raise OrderRejected(f"client_order_id {request.client_order_id} must be unique", 422, None, "duplicate")
         px = self.price(request.symbol)
         held = self._state["positions"].get(request.symbol, 0.0)
         if request.side == "sell":

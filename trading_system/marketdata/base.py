@@ -45,6 +45,16 @@ class MarketData(Protocol):
                 "every pick has no price".
         """
 
+    def session_bars(self, session: dt.date) -> pd.DataFrame:
+        """Raw bars (as traded that day) of every symbol the source holds on ``session``, indexed
+        by symbol: the whole market for the universe's generator and filters."""
+        ...
+
+    def ticker_types(self) -> pd.Series | None:
+        """Ticker -> reference type (Polygon's ``CS``, ``ETF`` ...) for the universe's type filter;
+        None when the source has no reference data (the filter is then skipped and noted)."""
+        ...
+
     def premarket_source_problem(self) -> str | None:
         """Why tomorrow morning will have no pre-market price source, in one sentence; None if it will.
 

@@ -209,6 +209,10 @@ class CachedSource:
         opens = dict(zip(self._sym[rows], self._ohlc["open"][rows]))
         return {s: Quote(float(opens[s]), PREMARKET_SOURCE) for s in symbols if s in opens}
 
+    def ticker_types(self) -> pd.Series | None:
+        """None: a backtest's bars carry no ticker reference data."""
+        return None
+
     def premarket_source_problem(self) -> str | None:
         """Always None: backtests price the morning at the session's open, held in memory."""
         return None
@@ -217,6 +221,12 @@ class CachedSource:
     def splits(self) -> pd.DataFrame:
         """Every split held: symbol, date (date), ratio."""
         return self._splits
+
+    def read(self, end: dt.date, start: dt.date | None = None, symbols: list[str] | None = None,
+             adjust_through: dt.date | None = None) -> pd.DataFrame:
+        """``BarStore.read``'s answer (the same as ``bars``): the simulated broker prices a held
+        symbol that has no bar on the session at its last close through it."""
+        return self.bars(end, start, symbols, adjust_through)
 
     def session_bars(self, session: dt.date, symbols: list[str] | None = None) -> pd.DataFrame:
         """Raw bars of one session, indexed by symbol (as traded that day; volume float).

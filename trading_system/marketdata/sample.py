@@ -44,6 +44,14 @@ class SampleSource:
     def bars(self, end, start=None, symbols=None, adjust_through=None) -> pd.DataFrame:
         return self.store.read(end=end, start=start, symbols=symbols, adjust_through=adjust_through)
 
+    def session_bars(self, session: dt.date) -> pd.DataFrame:
+        """Raw bars of ``session`` for every symbol of the sample, indexed by symbol."""
+        return self.store.session_bars(session)
+
+    def ticker_types(self) -> pd.Series | None:
+        """None: the sample has no ticker reference data."""
+        return None
+
     def premarket_prices(self, symbols: list[str], session: dt.date) -> dict[str, Quote]:
         """Each symbol's opening print of ``session`` (dollars, as traded); symbols without a bar are left out."""
         today = self.store.session_bars(session, symbols)
