@@ -275,7 +275,11 @@ def test_which_alerts_a_command_sends(night):
     assert events("prepare", dataclasses.replace(ready, written=False), None, 0, None, ALL) == []
     assert events("validate", valid, None, 0, None, ["failure"]) == []
     assert events("execute", dry, None, 0, None, ALL) == []
-    assert events("execute", done, "prep execute: the account did not reach ...", 1, None, ALL) == ["orders_done"]
+    missed = dataclasses.replace(done, report=dataclasses.replace(done.report, residual=[("AAPL", 500.0)]))
+    assert events("execute", missed, "prep execute: the account did not reach ...", 1, None, ALL) == ["orders_done"]
+    # A crash after a run that reached its targets: the success alert, and the failure too.
+    assert events("execute", done, "prep execute: unexpected error (KeyError: 'x')", 1, None, ALL) == [
+        "orders_done", "failure"]
     assert events("execute", done, "prep execute: the account did not reach ...", 1, None,
                   ["failure"]) == ["failure"]
     assert events("execute", None, refused, 1, kill, ALL) == ["kill_switch"]
@@ -318,3 +322,20 @@ def test_send_is_bounded_by_the_timeout_for_every_alert_at_once():
     assert [d.ok for d in deliveries] == [False, True, False, True]
     assert deliveries[0].detail == "no answer within 0.4 s"
     assert notify.send(NotifyConfig(), alerts) == []
+
+
+def test_a_mistyped_notify_url_never_echoes_its_token(tmp_path):
+    """Review finding: a config error under ``notify`` names the key and the type, never the value
+    (an Apprise URL holds a token), on the terminal, with -v, or in the log."""
+    import subprocess
+    import sys
+
+    from conftest import write_config
+
+    write_config(tmp_path, "notify:\n  urls: tgram://123456:SECRETTOKEN/-100\n")
+    cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(tmp_path / "config.yaml"), "-v",
+           "--as-of", "2021-04-19T20:00", "prepare"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and "notify.urls" in done.stderr
+    logs = "".join(p.read_text() for p in tmp_path.rglob("*.log"))
+    assert "SECRETTOKEN" not in done.stdout + done.stderr + logs

@@ -109,3 +109,21 @@ def test_alpaca_equity_is_valued_now(tmp_path, validated_plan, monkeypatch):  # 
                        for line in r.output.splitlines()), sym
         r = prep("--as-of", "2021-04-20T09:00", "status")
         assert "valued now, by the broker (--as-of does not apply to a real account)" in flat(r.output)
+
+
+def test_a_live_account_is_read_with_status_live(tmp_path, validated_plan, monkeypatch):  # noqa: F811
+    """Review finding: with ALPACA_PAPER=false, `status` needs `--live` like `execute`, and then
+    reads the live account (a live-looking account number at the fake); without it, says so."""
+    from conftest import Prep
+
+    with make_fake(validated_plan, account_number="3AB1234567") as fake:
+        monkeypatch.delenv("PREP_AS_OF", raising=False)
+        for k, v in fake.env().items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("ALPACA_PAPER", "false")
+        prep = Prep(alpaca_workspace(tmp_path, validated_plan))
+        r = prep("status")
+        assert r.exit_code == 0 and "add --live" in " ".join(r.output.split())
+        r = prep("status", "--live")
+        assert r.exit_code == 0, r.output
+        assert "broker alpaca: reachable" in r.output and fake.orders == []

@@ -213,12 +213,13 @@ def doctor(state: _State, live: bool) -> None:
 
 
 @main.command()
+@click.option("--live", is_flag=True, help="Read a live (real-money) Alpaca account; also needs ALPACA_PAPER=false.")
 @click.pass_obj
-def status(state: _State) -> None:
-    """What is pending, its stage, the last archived runs, and the broker."""
+def status(state: _State, live: bool) -> None:
+    """What is pending, its stage, the kill switch, the positions, the last archived runs, and the broker."""
     from .status import run_status
 
-    _run(state, "status", lambda cfg, clock: run_status(cfg, clock, state.console))
+    _run(state, "status", lambda cfg, clock: run_status(cfg, clock, state.console, live=live))
 
 
 @main.command()

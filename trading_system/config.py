@@ -345,7 +345,8 @@ def _format_validation_error(err: ValidationError, source: Path) -> str:
     value = first.get("input")
     ctx = first.get("ctx") or {}
     hint = _FRACTION_HINT if ctx.get("le") == 1 and isinstance(value, (int, float)) and value > 1 else ""
-    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    secret = first["loc"] and first["loc"][0] == "notify"  # Apprise URLs hold tokens: never echo them
+    shown = type(value).__name__ if secret or isinstance(value, (dict, list)) else repr(value)
     return f"{source}: invalid value for '{where}' ({shown}): {msg}{hint}; fix it in the config file."
 
 
@@ -382,7 +383,8 @@ def load_config(path: Path | str) -> Config:
     try:
         cfg = Config.model_validate({**raw, "root": path.resolve().parent})
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, path)) from exc
+        # from None: pydantic's own text repeats the input (an Apprise URL's token) into -v and the log
+        raise ConfigError(_format_validation_error(exc, path)) from None
     load_env(cfg.root)
     return cfg
 

@@ -180,7 +180,7 @@ def alerts_for(command: str, result: Any, sentence: str | None, exit_code: int, 
     failure, or None.  ``kill_file``: the kill-switch file when it exists at the end of ``execute``.
     A dry run sends no plan_ready / validated / orders_done.  A failure already told by a more
     specific alert that is sent (orders_done of a run that missed its targets, the kill switch)
-    is not sent twice.
+    is not sent twice; any other failure after a successful run is.
     """
     wanted = set(events)
     out = []
@@ -191,8 +191,10 @@ def alerts_for(command: str, result: Any, sentence: str | None, exit_code: int, 
     switch = command == "execute" and (kill_file is not None or named)
     if switch and "kill_switch" in wanted:
         out.append(kill_switch(kill_file, sentence if named else None))
-    told = (switch and "kill_switch" in wanted) or (done is not None and done.event == "orders_done"
-                                                    and "orders_done" in wanted)
+    # orders_done tells a failure only when it is the targets-missed one; a crash after a run
+    # that reached its targets still sends its failure alert (the exit code is 1).
+    missed = done is not None and done.event == "orders_done" and not result.report.reached_targets
+    told = (switch and "kill_switch" in wanted) or (missed and "orders_done" in wanted)
     if sentence and "failure" in wanted and not told:
         out.append(failure(command, sentence, exit_code))
     return out
@@ -290,9 +292,9 @@ def _plugin(apprise: Any, url: str, timeout: float) -> Any:
     """Apprise's plugin for ``url`` (None when it is not a valid Apprise URL), its socket connect
     and read timeouts (what the ``cto`` / ``rto`` URL arguments set) at most ``timeout``.
 
-    Why both this and the join in ``send``: apprise 2.x runs the request in its own thread pool,
-    which the interpreter joins at exit, so a silent service would hold the process's exit for
-    as long as its socket waits."""
+    Why both this and the join in ``send``: the socket timeouts end a silent service's request,
+    the join bounds the command's wait even for a service that answers a byte at a time (the
+    daemon thread is then abandoned and never holds the process's exit)."""
     try:
         plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     except Exception:  # noqa: BLE001 (a URL apprise cannot even parse)
@@ -307,10 +309,11 @@ def _plugin(apprise: Any, url: str, timeout: float) -> Any:
 def _deliver(apprise: Any, plugin: Any, alert: Alert, box: dict) -> None:
     """One alert to one URL, in a worker thread: ``box`` gets ``ok`` and ``why``.  Never raises."""
     try:
-        ap = apprise.Apprise()
-        ap.add(plugin)
-        ok = bool(ap.notify(body=alert.body, title=alert.title, notify_type=apprise.NotifyType(alert.level),
-                            body_format=apprise.NotifyFormat.TEXT))
+        # The plugin itself, in this daemon thread: ``Apprise.notify`` would run the request in its
+        # own (non-daemon) pool, which the interpreter waits for at exit, so a service that drips
+        # bytes could hold the process, and cron's ``validate && execute``, for a minute.
+        ok = bool(plugin.notify(body=alert.body, title=alert.title, notify_type=apprise.NotifyType(alert.level),
+                                body_format=apprise.NotifyFormat.TEXT))
         box["why"] = "" if ok else "the service refused it or could not be reached"
         box["ok"] = ok
     except Exception as exc:  # noqa: BLE001 (a plugin's bug must not reach the run)

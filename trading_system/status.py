@@ -90,7 +90,7 @@ def _positions_table(positions: dict, cash: float, equity: float) -> Table:
     return table
 
 
-def run_status(cfg: Config, clock: sessions.Clock, console: Console, last: int = 5) -> None:
+def run_status(cfg: Config, clock: sessions.Clock, console: Console, last: int = 5, live: bool = False) -> None:
     """Print the kill switch (if on), the pending plan's stage, the ``last`` archives, the market, and the
     broker's account with its positions.
 
@@ -105,7 +105,7 @@ def run_status(cfg: Config, clock: sessions.Clock, console: Console, last: int =
     line, valued = market_line(now)
     console.print(line)
     try:
-        broker = make_broker(cfg, valued, dry_run=True)
+        broker = make_broker(cfg, valued, dry_run=True, live=live)
         account = broker.get_account()
         positions = broker.get_positions()
     except PrepError as exc:

@@ -101,8 +101,9 @@ def print_report(console: Console, checks: list[Check], cron: list[str] | None =
     console.print(Text(f"{tally[OK]} OK, {tally[WARN]} WARN, {tally[FAIL]} FAIL"), soft_wrap=True)
     if cron:
         console.print()
-        console.print(Text("crontab lines for this checkout (crontab -e; New York time, whatever the zone):"),
-                      soft_wrap=True)
+        console.print(Text("crontab lines for this checkout (crontab -e). CRON_TZ is honoured by cronie and "
+                           "systemd-cron only: with Debian's cron, set the machine's zone to America/New_York "
+                           "or shift the hours:"), soft_wrap=True)
         for line in cron:
             console.print(Text(line), soft_wrap=True)
 
