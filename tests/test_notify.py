@@ -339,3 +339,53 @@ def test_a_mistyped_notify_url_never_echoes_its_token(tmp_path):
     assert done.returncode == 2 and "notify.urls" in done.stderr
     logs = "".join(p.read_text() for p in tmp_path.rglob("*.log"))
     assert "SECRETTOKEN" not in done.stdout + done.stderr + logs
+
+
+def test_a_service_that_drips_bytes_never_holds_the_run(tmp_path):
+    """Review finding: a service answering one byte at a time must not keep ``prep`` from exiting
+    (cron's ``validate && execute`` would wait): the process ends within the alert timeout plus
+    the run's own time, not after the service's minute."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import write_config
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def drip():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(120):               # at most 36 s, and the test stops it sooner
+                if stop.wait(0.3):
+                    break
+                try:
+                    conn.sendall(b"X")
+                except OSError:
+                    break
+            conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        write_config(tmp_path, f"notify:\n  urls: ['json://127.0.0.1:{port}/hook']\n  timeout_seconds: 1\n")
+        cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(tmp_path / "config.yaml"),
+               "--as-of", "2021-04-19T20:00", "prepare"]
+        t0 = time.monotonic()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 15, f"the process was held for {elapsed:.1f} s by the alert"
