@@ -19,6 +19,29 @@ def sample_bars() -> pd.DataFrame:
     return pd.read_parquet(SAMPLE / "bars.parquet")
 
 
+@pytest.fixture(scope="session")
+def whole_sample_scan(sample_bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bars, scan): the whole sample as of the close of 2021-04-19, split-adjusted (prices before each
+    ex-date divided by its ratio, volumes multiplied) and clamped to that session, and its scan with the
+    default scoring, eligibility and bucket settings.  Built once per session (~3 s); read, never changed."""
+    import datetime as dt
+
+    from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig
+    from trading_system.scoring import score_universe
+
+    session = dt.date(2021, 4, 19)
+    bars = sample_bars[sample_bars["date"] <= session].copy()
+    bars["volume"] = bars["volume"].astype(float)
+    splits = pd.read_csv(SAMPLE / "splits.csv")
+    splits["date"] = pd.to_datetime(splits["date"]).dt.date
+    days = pd.to_datetime(bars["date"])  # one conversion: comparing Python dates row by row is slow
+    for sp in splits[splits["date"] <= session].itertuples():
+        before = (bars["symbol"] == sp.symbol) & (days < pd.Timestamp(sp.date))
+        bars.loc[before, ["open", "high", "low", "close"]] /= sp.ratio
+        bars.loc[before, "volume"] *= sp.ratio
+    return bars, score_universe(bars, session, ScoringConfig(), EligibilityConfig(), BucketsConfig())
+
+
 def write_config(folder: Path, extra: str = "") -> Path:
     """A config.yaml in ``folder`` that reads the bundled sample; ``extra`` YAML is appended."""
     text = (f"data:\n  sample_dir: {SAMPLE}\n"

@@ -75,6 +75,7 @@ def crash_then_rerun(plan, folder, line: int | None = None, kill_at_order: int |
                 "plan_left": (ws / "pending_trades.json").exists()}
 
 
+@pytest.mark.slow
 def test_a_crash_at_any_step_then_a_rerun_ends_like_a_clean_run(validated_plan, tmp_path):
     clean_values, journal_lines, n_orders = clean_run(validated_plan, tmp_path / "clean")
     assert journal_lines >= 2 * n_orders  # an intent and an answer per order, at least

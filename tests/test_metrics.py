@@ -1,8 +1,9 @@
-"""Performance figures against hand-worked values."""
+"""Performance figures against hand-worked values, and against empyrical on real equity curves."""
 
 import datetime as dt
 import math
 
+import empyrical
 import pandas as pd
 import pytest
 
@@ -38,3 +39,41 @@ def test_turnover_is_the_lesser_of_purchases_and_sales():
     # bought 300k, sold 200k over half a year (126 sessions) on 100k average: 2x a half-year, 4x a year
     assert metrics.annual_turnover(300_000, 200_000, 100_000, 126) == pytest.approx(4.0)
     assert math.isnan(metrics.annual_turnover(1, 1, 100, 0))
+
+
+# --- cross-check against empyrical (empyrical-reloaded), on real closes used as equity curves ----------
+
+
+@pytest.mark.parametrize("symbol, start, end", [
+    ("SPY", dt.date(2019, 1, 2), dt.date(2021, 4, 21)),     # the whole sample, 580 sessions
+    ("QQQ", dt.date(2019, 1, 2), dt.date(2021, 4, 21)),
+    ("SPY", dt.date(2020, 1, 2), dt.date(2020, 12, 31)),    # the 2020 crash and recovery
+])
+def test_metrics_agree_with_empyrical_on_real_closes(sample_bars, symbol, start, end):
+    """SPY and QQQ (no split in the sample) real closes, as an equity curve, against empyrical's
+    functions on the same daily returns.  Conventions, each checked below:
+
+    * volatility and Sharpe: the same formulas (std ddof=1, x sqrt(252)): equal;
+    * risk-free rate: ours is annual (divided by 252 inside), empyrical's a daily rate;
+    * max drawdown: empyrical's is a negative number, ours a positive fraction;
+    * CAGR: ours counts calendar years (days / 365.25), empyrical counts 252 sessions a year;
+      with ``annualization`` set to sessions per calendar year of this curve they agree.
+    """
+    f = sample_bars[(sample_bars.symbol == symbol) & (sample_bars.date >= start) & (sample_bars.date <= end)]
+    curve = f.set_index("date")["close"]
+    returns = metrics.daily_returns(curve)
+    assert len(returns) == len(curve) - 1 > 200
+    assert returns.tolist() == pytest.approx((curve / curve.shift(1) - 1).iloc[1:].tolist(), abs=1e-15)
+
+    assert metrics.annual_volatility(curve) == pytest.approx(empyrical.annual_volatility(returns), abs=1e-9)
+    assert metrics.sharpe_ratio(curve) == pytest.approx(empyrical.sharpe_ratio(returns), abs=1e-9)
+    assert metrics.sharpe_ratio(curve, risk_free_rate=0.02) == pytest.approx(
+        empyrical.sharpe_ratio(returns, risk_free=0.02 / 252), abs=1e-9)
+    assert metrics.max_drawdown(curve) == pytest.approx(-empyrical.max_drawdown(returns), abs=1e-9)
+
+    days = (pd.Timestamp(curve.index[-1]) - pd.Timestamp(curve.index[0])).days
+    sessions_a_year = len(returns) * 365.25 / days
+    assert metrics.cagr(curve) == pytest.approx(
+        empyrical.annual_return(returns, annualization=sessions_a_year), abs=1e-9)
+    # With empyrical's default (252 sessions a year) the two differ, by the calendar: not a bug.
+    assert 1e-5 < abs(metrics.cagr(curve) - empyrical.annual_return(returns)) < 0.01

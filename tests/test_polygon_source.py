@@ -90,6 +90,7 @@ def sessions_read(scan: dt.date) -> int:
     return len(sessions.sessions_between(scan - dt.timedelta(days=HISTORY_DAYS), scan))
 
 
+@pytest.mark.slow
 def test_cold_prepare_and_validate_equal_the_sample(poly, fake, reference):
     r = poly("--as-of", EVENING, "prepare")
     assert r.exit_code == 0, r.output
@@ -112,6 +113,7 @@ def test_cold_prepare_and_validate_equal_the_sample(poly, fake, reference):
     assert {c["price_source"] for c in morning["validation_results"]["checks"].values()} == {"polygon:snapshot.lastTrade"}
 
 
+@pytest.mark.slow
 def test_warm_night_fetches_only_the_new_session(poly, fake, reference):
     assert poly("--as-of", "2021-04-16T20:00", "prepare").exit_code == 0
     assert decided(poly.plan()) == decided(reference["2021-04-16T20:00"])
@@ -123,6 +125,7 @@ def test_warm_night_fetches_only_the_new_session(poly, fake, reference):
     assert decided(poly.plan()) == decided(reference[EVENING])
 
 
+@pytest.mark.slow
 def test_faults_are_retried_and_the_plan_is_unchanged(poly, fake, reference):
     fake.inject("429", "/stocks/2021-04-19", retry_after="0")
     fake.inject("429", "/stocks/2021-04-16")
@@ -156,6 +159,7 @@ def test_stale_data_is_refused_naming_the_session(poly, fake):
     assert not (poly.folder / "data" / "scan_results.json").exists()
 
 
+@pytest.mark.slow
 def test_free_plan_never_asks_for_today_and_works_after_midnight(tmp_path, fake, reference):
     free = polygon_workspace(tmp_path, plan="free")
     r = free("--as-of", EVENING, "prepare")
@@ -168,6 +172,7 @@ def test_free_plan_never_asks_for_today_and_works_after_midnight(tmp_path, fake,
     assert fake.count("/v2/snapshot/") == 0
 
 
+@pytest.mark.slow
 def test_free_plan_prices_come_from_alpaca(tmp_path, fake, alpaca, reference, monkeypatch):
     monkeypatch.setenv("ALPACA_API_KEY", alpaca.key)
     monkeypatch.setenv("ALPACA_SECRET_KEY", alpaca.secret)
@@ -185,6 +190,7 @@ def test_free_plan_prices_come_from_alpaca(tmp_path, fake, alpaca, reference, mo
     assert free.plan()["validation_results"]["selected_strategy"] == ref["selected_strategy"]
 
 
+@pytest.mark.slow
 def test_without_any_price_source_validate_stops_and_nothing_is_selected(poly, fake):
     """Issue 8 item 2: no source answering is a data failure, never "reject every pick -> BUY_HOLD"."""
     fake.snapshot_entitled = False  # and no Alpaca keys
@@ -218,6 +224,7 @@ def test_history_outside_the_plan_is_refused(poly, fake):
     assert not (poly.folder / "pending_trades.json").exists()
 
 
+@pytest.mark.slow
 def test_a_split_learnt_after_the_bars_were_stored_is_applied_on_read(poly, fake, reference):
     fake.splits_known_through = dt.date(2020, 8, 28)  # AAPL's and TSLA's 2020-08-31 splits not announced yet
     assert poly("--as-of", "2020-08-28T20:00", "prepare").exit_code == 0
@@ -244,6 +251,7 @@ def test_universe_chain_top_n_filters_and_watchlist(tmp_path, fake, sample_bars)
     assert fake.count("/grouped/") == 1 and not (tmp_path / "pending_trades.json").exists()
 
 
+@pytest.mark.slow
 def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tmp_path, fake, reference):
     p = polygon_workspace(tmp_path, universe="  watchlist: [HBI]\n")
     fake._grouped_cache.clear()
@@ -268,6 +276,7 @@ def test_universe_on_the_sample_source_notes_the_skipped_type_filter(tmp_path, f
     assert len(fake.requests) == 0
 
 
+@pytest.mark.slow
 def test_a_data_failure_at_0900_is_not_a_liquidation(tmp_path, fake, alpaca, monkeypatch):
     """Issue 8 item 2: over validation.max_unpriced_fraction of the picks unpriced -> exit 1, plan
     left unvalidated; under it, the unpriced few are rejected with the reason and the rest trade.

@@ -90,11 +90,11 @@ def col(closes) -> np.ndarray:
     return np.asarray(closes, dtype=float)[:, None]
 
 
-@pytest.fixture(scope="module")
-def universe(raw_bars, splits) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The whole sample, split-adjusted as of SESSION and clamped to it, and its scan."""
-    bars = split_adjust(raw_bars[raw_bars["date"] <= SESSION], splits, SESSION)
-    return bars, score_universe(bars, SESSION, SCORING, ELIGIBILITY, BUCKETS)
+@pytest.fixture
+def universe(whole_sample_scan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The whole sample, split-adjusted as of SESSION and clamped to it, and its scan (built once
+    per session in conftest.py; ``split_adjust`` above is the same adjustment)."""
+    return whole_sample_scan
 
 
 # --------------------------------------------------------------------------- RSI

@@ -8,19 +8,13 @@ on the real scan of the whole sample as of 2021-04-19 (split-adjusted).
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from test_properties import reference_capped_weights
 
-from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig, StrategiesConfig
-from trading_system.scoring import score_universe
+from trading_system.config import StrategiesConfig
 from trading_system.strategies import STRATEGY_NAMES, build_strategies, cap_note, cap_notes, rank, sharpe_weights
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
-SESSION = dt.date(2021, 4, 19)
 
 
 def scan_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -29,19 +23,10 @@ def scan_frame(rows: list[tuple]) -> pd.DataFrame:
     return f.set_index("symbol")
 
 
-@pytest.fixture(scope="module")
-def real_scan() -> pd.DataFrame:
-    bars = pd.read_parquet(SAMPLE / "bars.parquet")
-    bars = bars[bars["date"] <= SESSION].copy()
-    bars["volume"] = bars["volume"].astype(float)
-    splits = pd.read_csv(SAMPLE / "splits.csv")
-    splits["date"] = pd.to_datetime(splits["date"]).dt.date
-    days = pd.to_datetime(bars["date"])  # one conversion: comparing Python dates row by row is slow
-    for sp in splits[splits["date"] <= SESSION].itertuples():
-        before = (bars["symbol"] == sp.symbol) & (days < pd.Timestamp(sp.date))
-        bars.loc[before, ["open", "high", "low", "close"]] /= sp.ratio
-        bars.loc[before, "volume"] *= sp.ratio
-    return score_universe(bars, SESSION, ScoringConfig(), EligibilityConfig(), BucketsConfig())
+@pytest.fixture
+def real_scan(whole_sample_scan) -> pd.DataFrame:
+    """The scan of the whole sample as of 2021-04-19, split-adjusted (built once per session in conftest.py)."""
+    return whole_sample_scan[1]
 
 
 # --------------------------------------------------------------------------- rank
@@ -158,6 +143,9 @@ def test_build_strategies_on_the_real_scan(real_scan):
         assert max(weights.values()) <= cfg.weight_cap + 1e-12
         expected = sharpe_weights(real_scan.loc[list(weights), "sharpe"], cfg.weight_cap)
         assert list(weights.values()) == pytest.approx(expected.tolist())
+        # ... and the plain reference (cap the largest, spread pro rata, repeat) on the real Sharpes.
+        reference = reference_capped_weights(real_scan.loc[list(weights), "sharpe"].tolist(), cfg.weight_cap)
+        assert list(weights.values()) == pytest.approx(reference, abs=1e-12)
 
 
 def test_benchmarks_are_never_picks(real_scan):
