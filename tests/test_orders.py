@@ -106,3 +106,20 @@ def test_caps_that_block_ordinary_accounts_are_relative_to_equity():
     capped = ExecutionConfig(max_order_notional=50_000.0)
     assert any("max_order_notional" in str(r)
                for r in check_guards(default_guards(capped, Path("/nonexistent/KILL")), orders, account.equity))
+
+
+def test_an_open_share_order_of_unknown_value_is_never_bought_twice():
+    """Review finding: an open whole-share buy of a name not held was valued at $0 pending, so a
+    plan under a new plan id would buy it again.  With a price it counts; without one the symbol
+    is left alone this run."""
+    account = Account(cash=100_000.0, equity=100_000.0, cash_available=100_000.0)
+    fcx = 37.05                                      # FCX's open of 2021-04-20 in data/sample
+    open_buy = Order(id="o1", client_order_id="prep-20210420-aaaaaaaa-b-FCX", symbol="FCX", side="buy",
+                     status="new", qty=76.0)
+    blind = plan_orders({"FCX": 0.03, "MSFT": 0.97}, account, {}, [open_buy], CFG, "20210420-bbbbbbbb")
+    assert [b.request.symbol for b in blind.buys] == ["MSFT"]
+    assert ("FCX", 0.0, "an open share-count order of unknown value: left alone this run") in blind.skipped
+    priced = plan_orders({"FCX": 0.03, "MSFT": 0.97}, account, {}, [open_buy], CFG, "20210420-bbbbbbbb",
+                         prices={"FCX": fcx})
+    fcx_buy = next(b for b in priced.buys if b.request.symbol == "FCX")
+    assert fcx_buy.request.notional == pytest.approx(0.03 * 98_000 - 76 * fcx, abs=0.01)

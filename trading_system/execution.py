@@ -282,7 +282,7 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
         raise BrokerError("the broker account is blocked from trading; nothing was sent. Check the account with the broker.")
     known = recover(broker, journal, since)
     positions = broker.get_positions()
-    oplan = plan_orders(weights, before, positions, broker.get_open_orders(), cfg, plan_id)
+    oplan = plan_orders(weights, before, positions, broker.get_open_orders(), cfg, plan_id, prices)
     oplan = dataclasses.replace(oplan, sells=follow_up_ids(oplan.sells, known), buys=follow_up_ids(oplan.buys, known))
     problems = check_guards(guards, [*oplan.sells, *oplan.buys], before.equity)
     if problems and not dry_run:
@@ -312,7 +312,7 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     after = broker.get_account()
     residual = []
     if not dry_run:
-        final = plan_orders(weights, after, broker.get_positions(), broker.get_open_orders(), cfg, plan_id)
+        final = plan_orders(weights, after, broker.get_positions(), broker.get_open_orders(), cfg, plan_id, prices)
         residual = [(p.request.symbol, round(p.delta, 2)) for p in [*final.sells, *final.buys]]
     journal.append("done", orders=len(records), residual=len(residual))
     report = ExecutionReport(orders=records, skipped=oplan.skipped + dropped_sells + dropped + dropped_buys,

@@ -59,18 +59,23 @@ def minimum_order(equity: float, cfg: ExecutionConfig) -> float:
     return max(cfg.min_order_dollars, cfg.min_order_equity_fraction * equity)
 
 
-def _open_order_value(orders: Sequence[Order], prices: Mapping[str, float]) -> dict[str, float]:
-    """Signed dollars still to fill per symbol (+ buys, - sells)."""
+def _open_order_value(orders: Sequence[Order], prices: Mapping[str, float]) -> tuple[dict[str, float], set[str]]:
+    """Signed dollars still to fill per symbol (+ buys, - sells), and the symbols with an open
+    share-count order and no price to value it (their pending value is unknown)."""
     out: dict[str, float] = {}
+    unknown: set[str] = set()
     for o in orders:
         if o.terminal:
             continue
         if o.notional is not None:
             left = o.notional - o.filled_notional
+        elif o.symbol in prices:
+            left = ((o.qty or 0.0) - o.filled_qty) * prices[o.symbol]
         else:
-            left = ((o.qty or 0.0) - o.filled_qty) * prices.get(o.symbol, 0.0)
+            unknown.add(o.symbol)
+            continue
         out[o.symbol] = out.get(o.symbol, 0.0) + (left if o.side == "buy" else -left)
-    return out
+    return out, unknown
 
 
 def plan_orders(
@@ -80,23 +85,30 @@ def plan_orders(
     open_orders: Sequence[Order],
     cfg: ExecutionConfig,
     plan_id: str,
+    prices: Mapping[str, float] | None = None,
 ) -> OrderPlan:
     """Turn target weights into the net orders that reach them.
 
     Requires: ``weights`` (fractions summing to 1) for the selected strategy; the
     account (dollars) and positions (shares, dollars) read from the broker; orders still open.
+    ``prices`` (dollars per share, e.g. the morning's) value open share-count orders of symbols
+    not held; a symbol with such an order and no price is left alone this run (skipped, with the
+    reason): its pending dollars are unknown, and planning it anyway could buy it twice.
     Sets: a target in dollars for every symbol held or wanted; positions outside
     ``weights`` and not in ``cfg.keep`` are sold in full (close_position).
     """
     investable = account.equity * (1.0 - cfg.cash_buffer)
-    prices = {s: p.price for s, p in positions.items()}
-    pending = _open_order_value(open_orders, prices)
+    known = {**(prices or {}), **{s: p.price for s, p in positions.items()}}
+    pending, unknown = _open_order_value(open_orders, known)
     min_order = minimum_order(account.equity, cfg)
     symbols = sorted(set(weights) | set(positions) | set(pending))
     sells, buys, skipped, targets = [], [], [], {}
     for sym in symbols:
         held = positions.get(sym)
         if sym not in weights and sym in cfg.keep:
+            continue
+        if sym in unknown:
+            skipped.append((sym, 0.0, "an open share-count order of unknown value: left alone this run"))
             continue
         target = weights.get(sym, 0.0) * investable
         current = (held.market_value if held else 0.0) + pending.get(sym, 0.0)
