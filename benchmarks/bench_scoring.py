@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig  # noqa: E402
-from trading_system.scoring import score_universe  # noqa: E402
+from trading_system.prepare.scoring import score_universe  # noqa: E402
 
 SESSION = dt.date(2021, 4, 19)
 

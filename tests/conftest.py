@@ -27,7 +27,7 @@ def whole_sample_scan(sample_bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     import datetime as dt
 
     from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig
-    from trading_system.scoring import score_universe
+    from trading_system.prepare.scoring import score_universe
 
     session = dt.date(2021, 4, 19)
     bars = sample_bars[sample_bars["date"] <= session].copy()

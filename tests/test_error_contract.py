@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLE, Prep, write_config
+
 from trading_system.config import load_config
 from trading_system.errors import ConfigError
 
@@ -146,7 +146,7 @@ def _config_with_constituents(tmp_path, constituents: Path):
     (lambda p: p.write_text("ticker\nAAPL\n"), "has no 'symbol' column"),
 ], ids=["junk", "directory", "fifo", "no symbol column"])
 def test_item11_bad_constituents_file_is_config_error(tmp_path, make, words):
-    from trading_system.universe import _constituents
+    from trading_system.prepare.universe import _constituents
 
     path = tmp_path / "constituents.csv"
     make(path)
@@ -173,7 +173,7 @@ def release_fifo_after(path: Path, seconds: float):
 
 
 def test_item11_backtest_out_that_is_a_file_is_refused_before_the_run(tmp_path, monkeypatch):
-    import trading_system.backtest_report as report
+    import trading_system.review.backtest_report as report
 
     def tripwire(*a, **kw):
         raise AssertionError("the backtest ran before --out was checked")
@@ -214,7 +214,7 @@ def _temp(folder: Path, name: str, pid: int | None, age: float) -> Path:
 
 
 def test_item12_temp_name_carries_the_writer_pid(tmp_path):
-    from trading_system.atomic import atomic_write, is_orphan
+    from trading_system.state.atomic import atomic_write, is_orphan
 
     seen = []
     atomic_write(tmp_path / "x.json", lambda tmp: (seen.append(Path(tmp).name), Path(tmp).write_text("{}")))
@@ -223,7 +223,7 @@ def test_item12_temp_name_carries_the_writer_pid(tmp_path):
 
 
 def test_item12_only_orphans_are_removed(tmp_path):
-    from trading_system.atomic import clean_orphans
+    from trading_system.state.atomic import clean_orphans
 
     gone = dead_pid()
     hour = 3600

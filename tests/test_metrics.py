@@ -7,7 +7,7 @@ import empyrical
 import pandas as pd
 import pytest
 
-from trading_system import metrics
+from trading_system.review import metrics
 
 
 def test_max_drawdown_of_spy_in_the_2020_crash(sample_bars):

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, Prep, write_config
 from fakes.notify_receiver import NotifyReceiver
-from trading_system import notify
+
 from trading_system.config import NotifyConfig
+from trading_system.present import notify
 
 EVENING, MORNING, OPEN = "2021-04-19T20:00", "2021-04-20T09:00", "2021-04-20T09:31"
 USER, SECRET, TOKEN = "ops", "s3cret-pw-9f2c", "T0KEN-7c1d0e"

@@ -15,8 +15,8 @@ import stat
 import pytest
 from rich.console import Console
 
-from trading_system import render
 from trading_system.config import load_config
+from trading_system.present import render
 from trading_system.sessions import Clock
 
 D = dt.date
@@ -57,7 +57,7 @@ def demo(tmp_path_factory):
 
 
 def test_history_and_replay_fit_80_columns_and_keep_every_figure(demo, sample_bars):
-    from trading_system.review import history_command, replay_command
+    from trading_system.review.archives import history_command, replay_command
 
     out = at80(demo.folder, None, lambda cfg, clock, console: history_command(cfg, console))
     assert_fits(out)
@@ -139,7 +139,7 @@ def test_a_dry_run_execute_totals_what_it_would_send(prep):
 
 
 def test_status_fits_80_columns(demo):
-    from trading_system.status import run_status
+    from trading_system.review.status import run_status
 
     (demo.folder / "KILL_SWITCH").write_text("")
     try:
@@ -162,7 +162,7 @@ def test_the_order_journal_is_0600_like_the_state_files(demo):
 
 
 def test_a_journal_an_older_version_left_0644_is_made_private(tmp_path):
-    from trading_system.journal import Journal
+    from trading_system.state.journal import Journal
 
     path = tmp_path / "orders" / "20210420-558d1125.jsonl"
     path.parent.mkdir()

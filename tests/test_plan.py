@@ -3,7 +3,7 @@ import json
 import pytest
 
 from trading_system.errors import LockHeldError, PlanError
-from trading_system.plan import load_plan, plan_lock, write_json_atomic
+from trading_system.state.plan import load_plan, plan_lock, write_json_atomic
 
 
 def test_missing_plan_is_none(tmp_path):
@@ -51,7 +51,8 @@ import os  # noqa: E402
 import threading  # noqa: E402
 
 from fakes.alpaca_workspace import validated_plan  # noqa: E402,F401  (the real plan, made by the CLI)
-from trading_system.plan import Plan, save_plan  # noqa: E402
+
+from trading_system.state.plan import Plan, save_plan  # noqa: E402
 
 
 def _write(tmp_path, plan: dict):

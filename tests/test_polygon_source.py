@@ -9,10 +9,10 @@ import datetime as dt
 import json
 
 import pytest
-
 from conftest import SAMPLE, Prep, write_config
 from fakes.alpaca_data_server import AlpacaDataFake
 from fakes.polygon_server import PolygonFake
+
 from trading_system import sessions
 from trading_system.pipeline import HISTORY_DAYS
 

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from trading_system.broker.base import Account, Order, OrderRequest, Position
 from trading_system.config import ExecutionConfig
-from trading_system.orders import PlannedOrder, fit_buys_to_cash, plan_orders
-from trading_system.strategies import sharpe_weights
+from trading_system.execute.orders import PlannedOrder, fit_buys_to_cash, plan_orders
+from trading_system.prepare.strategies import sharpe_weights
 
 SESSION = dt.date(2021, 4, 20)
 POOL = ["AAPL", "MSFT", "KO", "NUE", "FANG", "FCX", "SPY", "QQQ"]

@@ -112,7 +112,7 @@ def test_replay_takes_the_plan_id_every_command_prints(prep):
 
 def _capture_figures(monkeypatch) -> list:
     """Keep every figure the charts module saves (the PNG is still written)."""
-    from trading_system import charts
+    from trading_system.present import charts
 
     figures, save = [], charts._save
 
@@ -132,7 +132,7 @@ def _overlaps(labels) -> list[tuple[str, str]]:
 def test_replay_chart_has_session_ticks_that_do_not_overlap(prep, monkeypatch):
     from matplotlib.dates import num2date
 
-    from trading_system.charts import ACCOUNT_COLOURS, MAX_SESSION_TICKS
+    from trading_system.present.charts import ACCOUNT_COLOURS, MAX_SESSION_TICKS
     from trading_system.sessions import sessions_between
 
     cycle(prep, "2021-03-01", "2021-03-02")
@@ -164,7 +164,7 @@ def test_one_colour_per_account_in_the_backtest_and_replay_charts(sample_bars):
     chart get the same colours.  The curves are real closes (SPY, QQQ, IWM) standing in for accounts."""
     import pandas as pd
 
-    from trading_system.charts import ACCOUNT_COLOURS, colour, equity_figure, forward_figure
+    from trading_system.present.charts import ACCOUNT_COLOURS, colour, equity_figure, forward_figure
 
     closes = sample_bars[sample_bars["symbol"].isin(["SPY", "QQQ", "AAPL"])
                          & (sample_bars["date"] >= D(2021, 3, 1))].pivot(index="date", columns="symbol", values="close")

@@ -1,4 +1,4 @@
-"""Tests of trading_system.scoring (DESIGN §4, §6) on frames cut from the real sample bars.
+"""Tests of trading_system.prepare.scoring (DESIGN §4, §6) on frames cut from the real sample bars.
 
 Every frame below is cut from ``data/sample/bars.parquet`` (real daily bars, raw).  A window
 that crosses a split is split-adjusted with ``data/sample/splits.csv`` by ``split_adjust``
@@ -23,7 +23,7 @@ from trading_system.config import (
     ScoreWeightsConfig,
     ScoringConfig,
 )
-from trading_system.scoring import (
+from trading_system.prepare.scoring import (
     METRIC_COLUMNS,
     SCAN_COLUMNS,
     closes_panel,
@@ -550,7 +550,7 @@ def test_date_representations_give_the_same_scan(raw_bars, representation):
 def test_last_row_rsi_is_the_full_rsi_to_the_bit(raw_bars):
     """The scan's last-row RSI (one (2, S) state) gives exactly the bits of ``wilder_rsi(...)[-1]``,
     on real closes with late listings (seeds on many rows) and every padding depth."""
-    from trading_system.indicators import wilder_rsi_last
+    from trading_system.prepare.indicators import wilder_rsi_last
 
     recent = raw_bars[pd.to_datetime(raw_bars["date"]) >= pd.Timestamp(2020, 6, 1)]
     for depth in (250, 120, 15, 14):
@@ -563,7 +563,7 @@ def test_last_row_rsi_is_the_full_rsi_to_the_bit(raw_bars):
 
 def test_grouped_symbols_factorize_like_pandas(raw_bars):
     """Rows grouped by symbol in order are factorized from their runs; anything else falls back."""
-    from trading_system.scoring import _factorize_grouped
+    from trading_system.prepare.scoring import _factorize_grouped
 
     column = raw_bars.sort_values(["symbol", "date"])["symbol"].astype("str")
     codes, symbols = _factorize_grouped(column)

@@ -1,4 +1,4 @@
-"""Tests of trading_system.strategies (DESIGN §5).
+"""Tests of trading_system.prepare.strategies (DESIGN §5).
 
 The ranking and weighting rules are tested on small hand-made frames and Sharpe lists
 (SYNTHETIC: they hold scores and ratios, not prices, and are shaped to hit ties and cap
@@ -14,7 +14,14 @@ import pytest
 from test_properties import reference_capped_weights
 
 from trading_system.config import StrategiesConfig
-from trading_system.strategies import STRATEGY_NAMES, build_strategies, cap_note, cap_notes, rank, sharpe_weights
+from trading_system.prepare.strategies import (
+    STRATEGY_NAMES,
+    build_strategies,
+    cap_note,
+    cap_notes,
+    rank,
+    sharpe_weights,
+)
 
 
 def scan_frame(rows: list[tuple]) -> pd.DataFrame:

@@ -3,8 +3,8 @@
 import pytest
 
 from trading_system.config import ValidationConfig
-from trading_system.plan import Strategy
-from trading_system.validation import check_pick, percent_vs, select_strategy, validate_strategy
+from trading_system.state.plan import Strategy
+from trading_system.validate.gate import check_pick, percent_vs, select_strategy, validate_strategy
 
 
 def test_retention_threshold_is_inclusive():
@@ -35,7 +35,7 @@ def test_validate_strategy_renormalises_survivors():
 
 
 def _v(rate, contestant=True):
-    from trading_system.plan import ValidatedStrategy
+    from trading_system.state.plan import ValidatedStrategy
     return ValidatedStrategy(validated_allocations={}, rejected_tickers=[], validation_rate=rate,
                              contestant=contestant)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .errors import NothingToDo, PrepError
+from trading_system.errors import NothingToDo, PrepError
 
 log = logging.getLogger("prep")
 
@@ -33,9 +33,9 @@ def _run(state: _State, command: str, work) -> None:
     the config never lets ``logging``'s last-resort handler print a traceback on the terminal.
     The alerts (``notify``) go out once the work is done or has failed, before the exit.
     """
-    from .config import load_config
-    from .runtime import setup_logging
-    from .sessions import Clock
+    from trading_system.config import load_config
+    from trading_system.runtime import setup_logging
+    from trading_system.sessions import Clock
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     cfg = None
@@ -81,7 +81,7 @@ def _alert(state: _State, cfg, command: str, sentence: str | None = None, exit_c
     if cfg is None or not cfg.notify.urls or command == "notify":
         return
     try:
-        from . import notify as alerts
+        from trading_system.present import notify as alerts
 
         kill = cfg.path(cfg.paths.kill_switch) if command == "execute" else None
         alerts.send(cfg.notify, alerts.alerts_for(command, state.result, sentence, exit_code,
@@ -93,7 +93,7 @@ def _alert(state: _State, cfg, command: str, sentence: str | None = None, exit_c
 
 def _details(cfg) -> str:
     """Where the traceback of a crash went: the log file, or (no config, so no log yet) ``-v``."""
-    from .runtime import LOG_FILE
+    from trading_system.runtime import LOG_FILE
 
     if cfg is None:
         return "run again with -v for the details"
@@ -108,7 +108,7 @@ def _clean_orphans(cfg) -> None:
     universes).  Logs are appended, never written atomically, so ``paths.log_dir`` has none.
     Never fails the run: a folder that cannot be listed is logged and skipped.
     """
-    from .atomic import clean_orphans
+    from trading_system.state.atomic import clean_orphans
 
     folders = [(cfg.path(cfg.paths.plan).parent, False), (cfg.path(cfg.paths.archive_dir), False),
                (cfg.root / "reports", False), (cfg.path(cfg.paths.data_dir), True)]
@@ -143,8 +143,8 @@ def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> N
 @click.pass_obj
 def prepare(state: _State, dry_run: bool, force: bool) -> None:
     """Scan, score and bucket the universe; build four strategies -> pending_trades.json."""
-    from . import render
-    from .pipeline import run_prepare
+    from trading_system.pipeline import run_prepare
+    from trading_system.present import render
 
     def work(cfg, clock):
         state.result = run_prepare(cfg, clock, dry_run, force=force)
@@ -158,8 +158,8 @@ def prepare(state: _State, dry_run: bool, force: bool) -> None:
 @click.pass_obj
 def validate(state: _State, dry_run: bool) -> None:
     """Re-score the picks with pre-market prices, apply the 85 % gate, select the strategy."""
-    from . import render
-    from .pipeline import run_validate
+    from trading_system.pipeline import run_validate
+    from trading_system.present import render
 
     def work(cfg, clock):
         state.result = run_validate(cfg, clock, dry_run)
@@ -174,9 +174,9 @@ def validate(state: _State, dry_run: bool) -> None:
 @click.pass_obj
 def execute(state: _State, dry_run: bool, live: bool) -> None:
     """Rebalance the account to the validated plan in two phases, then archive it."""
-    from . import render
-    from .errors import RunFailure
-    from .pipeline import run_execute
+    from trading_system.errors import RunFailure
+    from trading_system.pipeline import run_execute
+    from trading_system.present import render
 
     def work(cfg, clock):
         result = state.result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
@@ -196,8 +196,8 @@ def execute(state: _State, dry_run: bool, live: bool) -> None:
 @click.pass_obj
 def universe(state: _State) -> None:
     """Build the universe of the last closed session (generator, filters, watchlist), print and save it."""
-    from . import render
-    from .universe import run_universe
+    from trading_system.prepare.universe import run_universe
+    from trading_system.present import render
 
     _run(state, "universe", lambda cfg, clock: render.universe(state.console, *run_universe(cfg, clock)))
 
@@ -207,7 +207,7 @@ def universe(state: _State) -> None:
 @click.pass_obj
 def doctor(state: _State, live: bool) -> None:
     """Pre-flight: config, keys, Polygon and Alpaca, the morning's price source, the bar store, disk, crontab."""
-    from .doctor import doctor_command
+    from trading_system.doctor import doctor_command
 
     _run(state, "doctor", lambda cfg, clock: doctor_command(cfg, clock, state.console, state.config_path, live))
 
@@ -217,7 +217,7 @@ def doctor(state: _State, live: bool) -> None:
 @click.pass_obj
 def status(state: _State, live: bool) -> None:
     """What is pending, its stage, the kill switch, the positions, the last archived runs, and the broker."""
-    from .status import run_status
+    from trading_system.review.status import run_status
 
     _run(state, "status", lambda cfg, clock: run_status(cfg, clock, state.console, live=live))
 
@@ -234,7 +234,7 @@ def status(state: _State, live: bool) -> None:
 @click.pass_obj
 def backtest(state: _State, start, end, bars, splits, no_gate, out) -> None:
     """Replay prepare, validate and execute over every session, against BUY_HOLD."""
-    from .backtest_report import backtest_command
+    from trading_system.review.backtest_report import backtest_command
 
     _run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
                                                                 bars, splits, no_gate, out))
@@ -244,7 +244,7 @@ def backtest(state: _State, start, end, bars, splits, no_gate, out) -> None:
 @click.pass_obj
 def history(state: _State) -> None:
     """Archived plans: session, strategy chosen, validation rate, rejections, orders."""
-    from .review import history_command
+    from trading_system.review.archives import history_command
 
     _run(state, "history", lambda cfg, clock: history_command(cfg, state.console))
 
@@ -256,7 +256,7 @@ def history(state: _State) -> None:
 @click.pass_obj
 def replay(state: _State, plan: str | None, latest: bool, out: str | None) -> None:
     """What an archived plan decided, pick by pick, and what followed (1, 5, 20 sessions)."""
-    from .review import replay_command
+    from trading_system.review.archives import replay_command
 
     _run(state, "replay", lambda cfg, clock: replay_command(cfg, clock, state.console, plan, latest, out))
 
@@ -273,8 +273,8 @@ def notify(state: _State, test: bool) -> None:
 
 def _notify_test(state: _State, cfg, clock) -> None:
     """Send the test alert, print OK / FAILED per URL (named without its secrets); exit 1 if any failed."""
-    from . import notify as alerts
-    from .errors import ConfigError, RunFailure
+    from trading_system.errors import ConfigError, RunFailure
+    from trading_system.present import notify as alerts
 
     if not cfg.notify.urls:
         raise ConfigError("notify.urls in config.yaml is empty: add an Apprise URL (e.g. ntfy://my-topic) to test.")

@@ -15,8 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError
-
+from trading_system.errors import ConfigError
 
 #: A fraction of a whole in (0, 1] (weights, thresholds, coverage), never a percent.
 Fraction = Annotated[float, Field(gt=0, le=1)]

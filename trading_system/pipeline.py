@@ -15,21 +15,32 @@ import logging
 
 import pandas as pd
 
-from . import market_clock, sessions
-from .config import Config
-from .errors import DataError, NothingToDo, PlanError, RunFailure
-from .broker.base import Broker
-from .execution import ExecutionReport, Journal, rebalance
-from .marketdata.base import MarketData
-from .orders import default_guards
-from .plan import (Plan, ScanSummary, Strategy, TickerMetrics, ValidatedStrategy, ValidationResults,
-                   load_plan, plan_lock, save_plan, write_json_atomic)
-from .runtime import archive, make_broker, make_source
-from .scoring import rescore, score_universe
-from .strategies import build_strategies, cap_notes
-from .universe import build_universe, save_universe
-from .validation import check_pick, select_strategy, validate_strategy
-from .vocabulary import StrategyName
+from trading_system import sessions
+from trading_system.broker.base import Broker
+from trading_system.config import Config
+from trading_system.errors import DataError, NothingToDo, PlanError, RunFailure
+from trading_system.execute import market_clock
+from trading_system.execute.orders import default_guards
+from trading_system.execute.rebalance import ExecutionReport, Journal, rebalance
+from trading_system.marketdata.base import MarketData
+from trading_system.prepare.scoring import rescore, score_universe
+from trading_system.prepare.strategies import build_strategies, cap_notes
+from trading_system.prepare.universe import build_universe, save_universe
+from trading_system.runtime import archive, make_broker, make_source
+from trading_system.state.plan import (
+    Plan,
+    ScanSummary,
+    Strategy,
+    TickerMetrics,
+    ValidatedStrategy,
+    ValidationResults,
+    load_plan,
+    plan_lock,
+    save_plan,
+    write_json_atomic,
+)
+from trading_system.validate.gate import check_pick, select_strategy, validate_strategy
+from trading_system.vocabulary import StrategyName
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +204,7 @@ def _preflight(cfg: Config, clock: sessions.Clock) -> list[str]:
     """``prep doctor`` in brief (no network): each WARN or FAIL of its local checks, one sentence each.
 
     Run by the cron path only (a backtest passes its own source and skips it)."""
-    from .doctor import brief_checks
+    from trading_system.doctor import brief_checks
 
     return [f"{c.name}: {c.message}" for c in brief_checks(cfg, clock) if c.status != "OK"]
 

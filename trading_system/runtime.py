@@ -12,12 +12,12 @@ import logging.handlers
 import sys
 from pathlib import Path
 
-from .broker.base import Broker
-from .broker.dryrun import DryRunBroker
-from .config import Config
-from .errors import ConfigError
-from .marketdata.base import MarketData
-from .plan import Plan, archive_path, write_json_atomic
+from trading_system.broker.base import Broker
+from trading_system.broker.dryrun import DryRunBroker
+from trading_system.config import Config
+from trading_system.errors import ConfigError
+from trading_system.marketdata.base import MarketData
+from trading_system.state.plan import Plan, archive_path, write_json_atomic
 
 LOG_FILE = "pre_market_prep.log"
 
@@ -26,12 +26,12 @@ def make_source(cfg: Config, clock=None) -> MarketData:
     """The configured market-data source (``data.source``); ``clock`` (a ``sessions.Clock``) tells
     the polygon source what "today" is (the free plan publishes day D on D+1)."""
     if cfg.data.source == "sample":
-        from .marketdata.sample import SampleSource
+        from trading_system.marketdata.sample import SampleSource
 
         return SampleSource(cfg.path(cfg.data.sample_dir))
     if cfg.data.source == "polygon":
-        from .marketdata.polygon_source import PolygonSource
-        from .sessions import Clock
+        from trading_system.marketdata.polygon_source import PolygonSource
+        from trading_system.sessions import Clock
 
         return PolygonSource(cfg, clock or Clock())
     raise ConfigError(f"data.source '{cfg.data.source}' is not available in this version; use 'sample'.")
@@ -43,8 +43,8 @@ def make_broker(cfg: Config, session: dt.date | None, dry_run: bool, live: bool 
     ``alpaca`` reads its keys from the environment and needs ``live`` for a live account.
     """
     if cfg.broker.kind == "simulated":
-        from .broker.simulated import SimulatedBroker
-        from .marketdata.store import BarStore
+        from trading_system.broker.simulated import SimulatedBroker
+        from trading_system.marketdata.store import BarStore
 
         sim = cfg.broker.simulated
         broker: Broker = SimulatedBroker(BarStore(cfg.path(cfg.data.sample_dir)), cfg.path(sim.account_file),
@@ -52,7 +52,7 @@ def make_broker(cfg: Config, session: dt.date | None, dry_run: bool, live: bool 
     elif cfg.broker.kind == "alpaca":
         import os
 
-        from .broker.alpaca import make_alpaca_broker
+        from trading_system.broker.alpaca import make_alpaca_broker
 
         broker = make_alpaca_broker(cfg, live, os.environ)
     else:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from .errors import AsOfError
+from trading_system.errors import AsOfError
 
 ET = ZoneInfo("America/New_York")
 

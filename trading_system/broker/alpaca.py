@@ -29,9 +29,17 @@ from urllib.parse import urlsplit
 import requests
 import tenacity
 
-from ..errors import BadInputError, BrokerError, ConfigError
-from ..sessions import ET
-from .base import Account, MarketClock, Order, OrderRejected, OrderRequest, OrderUncertain, Position
+from trading_system.broker.base import (
+    Account,
+    MarketClock,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderUncertain,
+    Position,
+)
+from trading_system.errors import BadInputError, BrokerError, ConfigError
+from trading_system.sessions import ET
 
 PAPER_HOST, LIVE_HOST = "paper-api.alpaca.markets", "api.alpaca.markets"
 PAPER_URL, LIVE_URL = f"https://{PAPER_HOST}", f"https://{LIVE_HOST}"

@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 from typing import Literal, Protocol, runtime_checkable
 
-from ..errors import BrokerError
+from trading_system.errors import BrokerError
 
 Side = Literal["buy", "sell"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .base import Account, Broker, MarketClock, Order, OrderRequest, Position
+from trading_system.broker.base import Account, Broker, MarketClock, Order, OrderRequest, Position
 
 
 class DryRunBroker:

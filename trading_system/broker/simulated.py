@@ -21,15 +21,13 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
-
 from typing import Protocol
 
 import pandas as pd
 
-from ..errors import BrokerError
-from ..plan import write_json_atomic
-from .base import Account, MarketClock, Order, OrderRejected, OrderRequest, Position
-
+from trading_system.broker.base import Account, MarketClock, Order, OrderRejected, OrderRequest, Position
+from trading_system.errors import BrokerError
+from trading_system.state.plan import write_json_atomic
 
 #: The Order fields kept in the account file (``submitted_at`` is not).
 _STORED_FIELDS = tuple(f.name for f in dataclasses.fields(Order) if f.name != "submitted_at")

@@ -23,13 +23,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from ..config import Config, secret
-from ..errors import RunFailure
-from ..sessions import Clock
-from .base import FAIL, OK, WARN, Check
-from .local import (config_check, crontab_lines, disk_checks, folder_checks, key_checks, price_source_check,
-                    state_folders, store_check)
-from .remote import alpaca_checks, polygon_checks
+from trading_system.config import Config, secret
+from trading_system.doctor.base import FAIL, OK, WARN, Check
+from trading_system.doctor.local import (
+    config_check,
+    crontab_lines,
+    disk_checks,
+    folder_checks,
+    key_checks,
+    price_source_check,
+    state_folders,
+    store_check,
+)
+from trading_system.doctor.remote import alpaca_checks, polygon_checks
+from trading_system.errors import RunFailure
+from trading_system.sessions import Clock
 
 __all__ = ["Check", "OK", "WARN", "FAIL", "run_checks", "brief_checks", "print_report", "report_lines",
            "doctor_command"]

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 from dotenv import dotenv_values
 
-from .. import sessions
-from ..config import Config, secret
-from ..errors import PrepError
-from ..runtime import make_source
-from .base import FAIL, OK, WARN, Check
+from trading_system import sessions
+from trading_system.config import Config, secret
+from trading_system.doctor.base import FAIL, OK, WARN, Check
+from trading_system.errors import PrepError
+from trading_system.runtime import make_source
 
 #: Free disk space under these many bytes: WARN, then FAIL (a plan, an archive, a night's bars
 #: need a few MB; a full disk stops atomic writes half-way).
@@ -132,7 +132,7 @@ def store_check(cfg: Config, clock: sessions.Clock) -> Check:
     store = cfg.path(cfg.data.store_dir)
     expected = newest_session(cfg, clock.now())
     if not (store / "bars.parquet").exists():
-        from ..pipeline import HISTORY_DAYS  # here: the pipeline may import this package
+        from trading_system.pipeline import HISTORY_DAYS  # here: the pipeline may import this package
 
         n = len(sessions.sessions_between(expected - dt.timedelta(days=HISTORY_DAYS), expected))
         minutes = n / cfg.polygon.requests_per_minute

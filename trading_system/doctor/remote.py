@@ -15,12 +15,12 @@ import urllib.parse
 
 import requests
 
-from .. import sessions
-from ..config import Config
-from ..errors import ConfigError, DataError, PrepError
-from ..marketdata.polygon import NotEntitledError, NotPublishedError, PolygonClient
-from .base import FAIL, OK, WARN, Check
-from .local import newest_session
+from trading_system import sessions
+from trading_system.config import Config
+from trading_system.doctor.base import FAIL, OK, WARN, Check
+from trading_system.doctor.local import newest_session
+from trading_system.errors import ConfigError, DataError, PrepError
+from trading_system.marketdata.polygon import NotEntitledError, NotPublishedError, PolygonClient
 
 #: The longest the doctor waits for one answer, seconds (a blackholed host costs one of these).
 DOCTOR_TIMEOUT = 15.0
@@ -150,7 +150,7 @@ def _status(broker) -> tuple[str | None, float | None, str]:
     protocol's ``Account`` carries neither.  A failed read gives (None, None, the reason)."""
     from alpaca.common.exceptions import APIError
 
-    from ..broker.alpaca import error_fields
+    from trading_system.broker.alpaca import error_fields
 
     try:
         raw = broker.client.get_account()
@@ -170,7 +170,7 @@ def _status(broker) -> tuple[str | None, float | None, str]:
 def alpaca_checks(cfg: Config, live: bool, environ) -> list[Check]:
     """The account behind the keys: reachable, the kind (paper or live) the switches name, its status,
     whether trading is blocked, and its money (dollars)."""
-    from ..broker.alpaca import make_alpaca_broker
+    from trading_system.broker.alpaca import make_alpaca_broker
 
     try:
         broker = make_alpaca_broker(_quick(cfg), live, environ)

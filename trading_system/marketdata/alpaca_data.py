@@ -15,10 +15,10 @@ import logging
 import requests
 import tenacity
 
-from .. import sessions
-from ..config import AlpacaBrokerConfig, secret
-from ..errors import DataError
-from .base import Quote
+from trading_system import sessions
+from trading_system.config import AlpacaBrokerConfig, secret
+from trading_system.errors import DataError
+from trading_system.marketdata.base import Quote
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import AsOfError, BadInputError, DataError
-from .base import Quote
-from .sample import PREMARKET_SOURCE
-from .store import BAR_COLUMNS, BarStore
+from trading_system.errors import AsOfError, BadInputError, DataError
+from trading_system.marketdata.base import Quote
+from trading_system.marketdata.sample import PREMARKET_SOURCE
+from trading_system.marketdata.store import BAR_COLUMNS, BarStore
 
 _EPOCH = dt.date(1970, 1, 1)
 

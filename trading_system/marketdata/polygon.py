@@ -30,10 +30,10 @@ import requests
 import tenacity
 import urllib3.exceptions
 
-from ..config import PolygonConfig, secret
-from ..errors import ConfigError, DataError
-from ..sessions import ET
-from .ratelimit import TokenBucket
+from trading_system.config import PolygonConfig, secret
+from trading_system.errors import ConfigError, DataError
+from trading_system.marketdata.ratelimit import TokenBucket
+from trading_system.sessions import ET
 
 log = logging.getLogger(__name__)
 

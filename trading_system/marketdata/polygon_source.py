@@ -11,7 +11,7 @@
 - Pre-market prices: Polygon's snapshot on a paid plan, else Alpaca's latest trade (alpaca-py,
   ``alpaca_data.py``).  No source answering at all is a ``DataError``, never "no price" (DESIGN §1).
 - A fill reports its progress (sessions done / total, requests, ETA) to a ``ProgressSink``
-  (``trading_system.progress``); it never prints itself.
+  (``trading_system.present.progress``); it never prints itself.
 
 Store folder (``data.store_dir``): bars.parquet, splits.csv (see ``store.py``), tickers.csv,
 meta.json (``splits_checked``, ``tickers_checked``, ``tickers_types``, ``empty_sessions``:
@@ -28,15 +28,15 @@ from pathlib import Path
 import pandas as pd
 import tenacity
 
-from .. import sessions
-from ..atomic import atomic_write
-from ..config import Config, secret
-from ..errors import ConfigError, DataError
-from ..progress import ProgressSink, Reporter, duration
-from .alpaca_data import ALPACA_KEYS, PriceSourceDown, alpaca_latest_trades
-from .base import Quote
-from .polygon import HostUnreachable, NotEntitledError, PolygonClient, et_date_of_ms
-from .store import BarStore
+from trading_system import sessions
+from trading_system.config import Config, secret
+from trading_system.errors import ConfigError, DataError
+from trading_system.marketdata.alpaca_data import ALPACA_KEYS, PriceSourceDown, alpaca_latest_trades
+from trading_system.marketdata.base import Quote
+from trading_system.marketdata.polygon import HostUnreachable, NotEntitledError, PolygonClient, et_date_of_ms
+from trading_system.marketdata.store import BarStore
+from trading_system.present.progress import ProgressSink, Reporter, duration
+from trading_system.state.atomic import atomic_write
 
 __all__ = ["ALPACA_KEYS", "PolygonSource", "PriceSourceDown", "alpaca_latest_trades"]  # the last three: alpaca_data
 

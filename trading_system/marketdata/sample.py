@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import AsOfError
-from .base import Quote
-from .store import BarStore
+from trading_system.errors import AsOfError
+from trading_system.marketdata.base import Quote
+from trading_system.marketdata.store import BarStore
 
 #: Where each offline pre-market price comes from (recorded in the plan).
 PREMARKET_SOURCE = "sample:session_open"

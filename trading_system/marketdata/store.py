@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write
-from ..errors import BadInputError, DataError
+from trading_system.errors import BadInputError, DataError
+from trading_system.state.atomic import atomic_write
 
 BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 

@@ -24,14 +24,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import sessions
-from .charts import forward_chart
-from .config import Config
-from .errors import BadInputError, NothingToDo, PlanError
-from .plan import Plan
-from .runtime import make_source
-from .validation import percent, percent_of
-from .vocabulary import StrategyName
+from trading_system import sessions
+from trading_system.config import Config
+from trading_system.errors import BadInputError, NothingToDo, PlanError
+from trading_system.present.charts import forward_chart
+from trading_system.runtime import make_source
+from trading_system.state.plan import Plan
+from trading_system.validate.gate import percent, percent_of
+from trading_system.vocabulary import StrategyName
 
 HORIZONS = (1, 5, 20)
 #: A plan id as every command prints it: the target session and a digest (``20210420-558d1125``).

@@ -17,8 +17,8 @@ from typing import Mapping
 
 import pandas as pd
 
-from .atomic import atomic_write
-from .vocabulary import StrategyName
+from trading_system.state.atomic import atomic_write
+from trading_system.vocabulary import StrategyName
 
 #: One colour per account or series, in every chart (matplotlib's tab10 colours, by name).
 #: "system" is what the nightly cycle trades (a replay's "(traded)" basket), "no gate" the same

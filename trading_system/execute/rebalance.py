@@ -20,13 +20,23 @@ import datetime as dt
 import time
 from typing import Callable, Mapping, Sequence
 
-from .broker.base import TERMINAL_STATUSES, Account, Broker, Order
-from .broker.dryrun import DryRunBroker
-from .config import ExecutionConfig
-from .errors import BrokerError
-from .journal import Journal, recover, submit_once  # noqa: F401  (Journal is part of this module's API)
-from .orders import (Guard, KillSwitch, OrderPlan, PlannedOrder, Refusal, check_guards, describe_refusals,
-                     fit_buys_to_cash, plan_orders, whole_shares)
+from trading_system.broker.base import TERMINAL_STATUSES, Account, Broker, Order
+from trading_system.broker.dryrun import DryRunBroker
+from trading_system.config import ExecutionConfig
+from trading_system.errors import BrokerError
+from trading_system.execute.orders import (
+    Guard,
+    KillSwitch,
+    OrderPlan,
+    PlannedOrder,
+    Refusal,
+    check_guards,
+    describe_refusals,
+    fit_buys_to_cash,
+    plan_orders,
+    whole_shares,
+)
+from trading_system.state.journal import Journal, recover, submit_once  # noqa: F401  (Journal is part of this module's API)
 
 
 @dataclasses.dataclass

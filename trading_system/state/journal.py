@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .broker.base import Broker, Order, OrderRejected, OrderUncertain
-from .errors import BrokerError
+from trading_system.broker.base import Broker, Order, OrderRejected, OrderUncertain
+from trading_system.errors import BrokerError
 
 #: A journal is readable by its owner only, like every state file ``atomic_write`` creates (mkstemp: 0600).
 FILE_MODE = 0o600

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from . import sessions
-from .errors import BadInputError, NothingToDo, RunFailure
+from trading_system import sessions
+from trading_system.errors import BadInputError, NothingToDo, RunFailure
 
 
 class BrokerClock(sessions.Clock):

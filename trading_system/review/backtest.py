@@ -38,16 +38,17 @@ from typing import Callable
 
 import pandas as pd
 
-from . import metrics, sessions
-from .broker.simulated import SimulatedBroker
-from .config import Config, PathsConfig
-from .errors import BadInputError, PrepError, RunFailure
-from .execution import Journal, rebalance
-from .marketdata.cached import CachedSource
-from .marketdata.store import BarStore
-from .orders import default_guards
-from .pipeline import run_execute, run_prepare, run_validate
-from .vocabulary import StrategyName
+from trading_system import sessions
+from trading_system.broker.simulated import SimulatedBroker
+from trading_system.config import Config, PathsConfig
+from trading_system.errors import BadInputError, PrepError, RunFailure
+from trading_system.execute.orders import default_guards
+from trading_system.execute.rebalance import Journal, rebalance
+from trading_system.marketdata.cached import CachedSource
+from trading_system.marketdata.store import BarStore
+from trading_system.pipeline import run_execute, run_prepare, run_validate
+from trading_system.review import metrics
+from trading_system.vocabulary import StrategyName
 
 SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", StrategyName.BUY_HOLD.value
 

@@ -27,12 +27,12 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .vocabulary import StrategyName
+from trading_system.vocabulary import StrategyName
 
 if TYPE_CHECKING:  # type names only: importing the pipeline here would slow the CLI's start
-    from .config import NotifyConfig
-    from .pipeline import ExecuteResult, PrepareResult, ValidateResult
-    from .plan import PickCheck
+    from trading_system.config import NotifyConfig
+    from trading_system.pipeline import ExecuteResult, PrepareResult, ValidateResult
+    from trading_system.state.plan import PickCheck
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import pydantic_core
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .atomic import atomic_write
-from .errors import LockHeldError, PlanError
-from .vocabulary import STRATEGY_NAMES, StrategyName
+from trading_system.errors import LockHeldError, PlanError
+from trading_system.state.atomic import atomic_write
+from trading_system.vocabulary import STRATEGY_NAMES, StrategyName
 
 SCHEMA_VERSION = 1
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from .config import ValidationConfig
-from .plan import PickCheck, Strategy, ValidatedStrategy
-from .vocabulary import CONTESTANTS, FALLBACK
-
+from trading_system.config import ValidationConfig
+from trading_system.state.plan import PickCheck, Strategy, ValidatedStrategy
+from trading_system.vocabulary import CONTESTANTS, FALLBACK
 
 #: The most decimals ``percent_vs`` adds to keep a figure apart from its threshold.
 _MAX_DECIMALS = 4

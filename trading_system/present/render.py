@@ -6,11 +6,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .orders import client_order_id
-from .pipeline import ExecuteResult, PrepareResult, ValidateResult
-from .strategies import cap_note
-from .validation import percent_of
-from .vocabulary import StrategyName
+from trading_system.execute.orders import client_order_id
+from trading_system.pipeline import ExecuteResult, PrepareResult, ValidateResult
+from trading_system.prepare.strategies import cap_note
+from trading_system.validate.gate import percent_of
+from trading_system.vocabulary import StrategyName
 
 
 def _weights_line(weights: dict[str, float]) -> str:

@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
-from .broker.base import Account, Order, OrderRequest, Position
-from .config import ExecutionConfig
+from trading_system.broker.base import Account, Order, OrderRequest, Position
+from trading_system.config import ExecutionConfig
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z]{1,5}([.][A-Z]{1,2})?$")
 

@@ -8,7 +8,7 @@
 | ASYM     | SPEC + top ``top_asym`` ASYM picks                         |
 
 Weights are fractions of the account summing to 1.  Pure functions on the scan frame
-that :func:`trading_system.scoring.score_universe` returns.
+that :func:`trading_system.prepare.scoring.score_universe` returns.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import StrategiesConfig
-from .vocabulary import STRATEGY_NAMES, StrategyName
+from trading_system.config import StrategiesConfig
+from trading_system.vocabulary import STRATEGY_NAMES, StrategyName
 
 __all__ = ["STRATEGY_NAMES", "rank", "sharpe_weights", "build_strategies", "cap_note", "cap_notes"]
 
@@ -113,7 +113,7 @@ def sharpe_weights(sharpes: pd.Series, cap: float) -> pd.Series:
 def build_strategies(scan: pd.DataFrame, cfg: StrategiesConfig) -> dict[str, dict[str, float]]:
     """The four strategies of DESIGN §5: ``{name: {symbol: weight}}`` for every STRATEGY_NAMES.
 
-    Requires: ``scan`` as :func:`trading_system.scoring.score_universe` returns it
+    Requires: ``scan`` as :func:`trading_system.prepare.scoring.score_universe` returns it
     (indexed by symbol; ``pick``, ``bucket``, ``score``, ``sharpe``).
     Sets:
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import RsiFitConfig, ScoringConfig
+from trading_system.config import RsiFitConfig, ScoringConfig
 
 
 def _tail(panel: np.ndarray, rows: int) -> np.ndarray:

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import sessions
-from .config import Config
-from .errors import PrepError
-from .plan import load_plan
-from .runtime import make_broker
+from trading_system import sessions
+from trading_system.config import Config
+from trading_system.errors import PrepError
+from trading_system.runtime import make_broker
+from trading_system.state.plan import load_plan
 
 
 def market_line(now: dt.datetime) -> tuple[str, dt.date]:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import Config
-from .errors import ConfigError
-from .marketdata.base import MarketData
-from .plan import write_json_atomic
+from trading_system.config import Config
+from trading_system.errors import ConfigError
+from trading_system.marketdata.base import MarketData
+from trading_system.state.plan import write_json_atomic
 
 
 @dataclasses.dataclass
@@ -153,8 +153,8 @@ def run_universe(cfg: Config, clock) -> tuple[Universe, Path]:
     Raises:
         AsOfError / DataError: the session's bars are outside the data, missing or not published.
     """
-    from . import sessions
-    from .runtime import make_source
+    from trading_system import sessions
+    from trading_system.runtime import make_source
 
     now = clock.now()
     session = sessions.last_closed_session(now)

@@ -22,15 +22,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import sessions
-from .backtest import BUY_HOLD, NO_GATE, SYSTEM, BacktestResult, default_source, run_backtest
-from .charts import equity_chart
-from .config import Config
-from .errors import BadInputError
-from .marketdata.cached import CachedSource
-from .pipeline import HISTORY_DAYS, TooLittleHistory
-from .plan import write_json_atomic
-from .progress import Reporter
+from trading_system import sessions
+from trading_system.config import Config
+from trading_system.errors import BadInputError
+from trading_system.marketdata.cached import CachedSource
+from trading_system.pipeline import HISTORY_DAYS, TooLittleHistory
+from trading_system.present.charts import equity_chart
+from trading_system.present.progress import Reporter
+from trading_system.review.backtest import BUY_HOLD, NO_GATE, SYSTEM, BacktestResult, default_source, run_backtest
+from trading_system.state.plan import write_json_atomic
 
 
 def survivorship_note(cfg: Config) -> str:

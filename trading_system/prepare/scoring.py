@@ -29,9 +29,18 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .config import BucketsConfig, EligibilityConfig, ScoringConfig
-from .indicators import (_tail, composite_score, gradual_loss, max_drawdown, rsi_fit,
-                         sharpe_volatility, trend, wilder_rsi, wilder_rsi_last)
+from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig
+from trading_system.prepare.indicators import (
+    _tail,
+    composite_score,
+    gradual_loss,
+    max_drawdown,
+    rsi_fit,
+    sharpe_volatility,
+    trend,
+    wilder_rsi,
+    wilder_rsi_last,
+)
 
 __all__ = [
     "METRIC_COLUMNS",
