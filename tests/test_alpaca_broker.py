@@ -7,9 +7,9 @@ import datetime as dt
 import json
 
 import pytest
+
 from fakes.alpaca_server import ET, FakeAlpaca
 from fakes.alpaca_workspace import sample_prices
-
 from trading_system.broker.alpaca import AlpacaBroker, credentials_from_env, error_fields
 from trading_system.broker.base import OrderRejected, OrderRequest, OrderUncertain
 from trading_system.errors import BadInputError, BrokerError, ConfigError

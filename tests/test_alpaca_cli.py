@@ -9,17 +9,11 @@ import json
 import time
 
 import pytest
+
 from conftest import Prep
 from fakes.alpaca_server import ET
-from fakes.alpaca_workspace import (
-    alpaca_workspace,
-    make_fake,
-    prep_env,
-    run_prep,
-    start_prep,
-    starting_account,  # noqa: F401
-    validated_plan,
-)
+from fakes.alpaca_workspace import (alpaca_workspace, make_fake, prep_env, run_prep, start_prep,
+                                    starting_account, validated_plan)  # noqa: F401
 
 
 @pytest.fixture

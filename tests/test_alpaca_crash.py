@@ -18,15 +18,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakes.alpaca_workspace import (
-    alpaca_workspace,
-    make_fake,
-    market_values,
-    prep_env,
-    run_prep,
-    start_prep,
-    validated_plan,  # noqa: F401
-)
+
+from fakes.alpaca_workspace import (alpaca_workspace, make_fake, market_values, prep_env, run_prep, start_prep,
+                                    validated_plan)  # noqa: F401
 
 MIN_ORDER = 100.0   # max($10, 0.1 % of $100k equity): positions closer than this are on target
 CRASH_PREP = Path(__file__).resolve().parent / "fakes" / "crash_prep.py"

@@ -8,14 +8,14 @@ import datetime as dt
 import json
 
 import pytest
+
 from fakes.alpaca_server import ET
 from fakes.alpaca_workspace import make_fake, market_values, sample_prices, starting_account, validated_plan, weights_of  # noqa: F401
-
 from trading_system.broker.alpaca import AlpacaBroker
 from trading_system.config import ExecutionConfig
 from trading_system.errors import BrokerError
-from trading_system.execute.orders import default_guards
 from trading_system.execute.rebalance import Journal, rebalance
+from trading_system.execute.orders import default_guards
 
 CFG = ExecutionConfig(sell_fill_timeout_seconds=2.0, poll_interval_seconds=0.05)
 PLAN = "20210420-558d1125"

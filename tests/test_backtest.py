@@ -5,13 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, write_config
 
 from trading_system import sessions
+from trading_system.review.backtest import BUY_HOLD, NO_GATE, SYSTEM, run_backtest
 from trading_system.config import load_config
 from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
-from trading_system.review.backtest import BUY_HOLD, NO_GATE, SYSTEM, run_backtest
+
+from conftest import SAMPLE, write_config
 
 D = dt.date
 GOLDEN = Path(__file__).parent / "golden" / "cycle_2021-04-20.json"

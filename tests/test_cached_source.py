@@ -5,10 +5,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE
 
 from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
+
+from conftest import SAMPLE
 
 D = dt.date
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from conftest import write_config
 
 EVENING, MORNING, OPEN = "2021-04-19T20:00", "2021-04-20T09:00", "2021-04-20T09:31"

@@ -17,10 +17,10 @@ import socket
 import time
 
 import pytest
+
 from conftest import SAMPLE, Prep
 from fakes.alpaca_data_server import AlpacaDataFake
 from fakes.polygon_server import PolygonFake
-
 from trading_system import sessions
 from trading_system.config import load_config
 from trading_system.errors import DataError

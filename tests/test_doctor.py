@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import SAMPLE, Prep
 from fakes.alpaca_server import FakeAlpaca
 from fakes.alpaca_workspace import prep_env, run_prep, sample_prices
 from fakes.polygon_server import PolygonFake
-
 from trading_system import sessions
 from trading_system.config import load_config
 from trading_system.doctor import FAIL, OK, WARN, brief_checks

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, Prep, write_config
 
+from conftest import SAMPLE, Prep, write_config
 from trading_system.config import load_config
 from trading_system.errors import ConfigError
 

@@ -4,15 +4,15 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import SAMPLE
 
 from trading_system.broker.dryrun import DryRunBroker
 from trading_system.broker.simulated import SimulatedBroker
 from trading_system.config import ExecutionConfig
 from trading_system.errors import BrokerError
-from trading_system.execute.orders import default_guards
 from trading_system.execute.rebalance import Journal, rebalance
 from trading_system.marketdata.store import BarStore
+from trading_system.execute.orders import default_guards
+from conftest import SAMPLE
 
 SESSION = dt.date(2021, 4, 20)
 CFG = ExecutionConfig(max_order_notional=200_000.0)

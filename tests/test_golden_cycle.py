@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+
 GOLDEN = Path(__file__).parent / "golden" / "cycle_2021-04-20.json"
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
 from conftest import SAMPLE, Prep
 from fakes.alpaca_workspace import validated_plan  # noqa: F401  (session fixture: the real plan)
 

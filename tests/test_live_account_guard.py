@@ -11,16 +11,10 @@ accounts (and their numbers) are synthetic.
 import re
 
 import pytest
-from fakes.alpaca_server import FakeAlpaca
-from fakes.alpaca_workspace import (
-    alpaca_workspace,
-    make_fake,
-    prep_env,
-    run_prep,
-    sample_prices,
-    validated_plan,  # noqa: F401  (validated_plan: a fixture)
-)
 
+from fakes.alpaca_server import FakeAlpaca
+from fakes.alpaca_workspace import (alpaca_workspace, make_fake, prep_env, run_prep, sample_prices,
+                                    validated_plan)  # noqa: F401  (validated_plan: a fixture)
 from trading_system.broker.alpaca import AlpacaBroker, credentials_from_env
 from trading_system.broker.base import OrderRequest
 from trading_system.errors import BadInputError

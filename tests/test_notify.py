@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, Prep, write_config
 from fakes.notify_receiver import NotifyReceiver
-
-from trading_system.config import NotifyConfig
 from trading_system.present import notify
+from trading_system.config import NotifyConfig
 
 EVENING, MORNING, OPEN = "2021-04-19T20:00", "2021-04-20T09:00", "2021-04-20T09:31"
 USER, SECRET, TOKEN = "ops", "s3cret-pw-9f2c", "T0KEN-7c1d0e"
@@ -151,7 +151,7 @@ def test_stale_plan_sends_the_sentence_as_a_failure_alert(tmp_path):
 
 
 def test_a_crash_sends_a_failure_alert(tmp_path, monkeypatch):
-    import trading_system.pipeline as pipeline
+    import trading_system.validate.run as pipeline
 
     def broken(*args, **kwargs):
         raise ValueError("boom")
@@ -239,7 +239,9 @@ def test_notify_test_all_ok_and_usage(tmp_path):
 def night(tmp_path_factory):
     """The real night's three results (prepare, validate, execute), straight from the pipeline."""
     from trading_system.config import load_config
-    from trading_system.pipeline import run_execute, run_prepare, run_validate
+    from trading_system.execute.run import run_execute
+    from trading_system.prepare.run import run_prepare
+    from trading_system.validate.run import run_validate
     from trading_system.sessions import Clock
 
     cfg = load_config(write_config(tmp_path_factory.mktemp("night")))

@@ -10,19 +10,9 @@ import pytest
 
 from trading_system.broker.base import Account, Order, Position
 from trading_system.config import ExecutionConfig
-from trading_system.execute.orders import (
-    KillSwitch,
-    MaxOrderFraction,
-    MaxOrderNotional,
-    MaxRunNotional,
-    MaxRunTurnover,
-    SymbolPattern,
-    check_guards,
-    client_order_id,
-    default_guards,
-    fit_buys_to_cash,
-    plan_orders,
-)
+from trading_system.execute.orders import (KillSwitch, MaxOrderFraction, MaxOrderNotional, MaxRunNotional, MaxRunTurnover,
+                                   SymbolPattern, check_guards, client_order_id, default_guards, fit_buys_to_cash,
+                                   plan_orders)
 
 CFG = ExecutionConfig(cash_buffer=0.02)
 AAPL, MSFT, KO = 134.84, 258.74, 54.00   # closes of 2021-04-19 in data/sample

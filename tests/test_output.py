@@ -15,8 +15,8 @@ import stat
 import pytest
 from rich.console import Console
 
-from trading_system.config import load_config
 from trading_system.present import render
+from trading_system.config import load_config
 from trading_system.sessions import Clock
 
 D = dt.date
@@ -81,7 +81,7 @@ def test_history_and_replay_fit_80_columns_and_keep_every_figure(demo, sample_ba
 
 
 def test_validate_fits_80_columns_on_the_night_alb_was_rejected(prep):
-    from trading_system.pipeline import run_validate
+    from trading_system.validate.run import run_validate
 
     assert prep("--as-of", "2020-02-21T20:00", "prepare").exit_code == 0
     out = at80(prep.folder, "2020-02-24T09:00",
@@ -95,7 +95,7 @@ def test_validate_fits_80_columns_on_the_night_alb_was_rejected(prep):
 
 
 def test_prepare_at_80_columns_says_when_the_cap_cannot_hold(prep):
-    from trading_system.pipeline import run_prepare
+    from trading_system.prepare.run import run_prepare
 
     out = at80(prep.folder, "2020-03-20T20:00",
                lambda cfg, clock, console: render.prepare(console, run_prepare(cfg, clock, dry_run=True)))
@@ -104,7 +104,7 @@ def test_prepare_at_80_columns_says_when_the_cap_cannot_hold(prep):
 
 
 def test_execute_totals_and_80_columns(prep):
-    from trading_system.pipeline import run_execute
+    from trading_system.execute.run import run_execute
 
     for as_of, cmd in (("2021-04-19T20:00", "prepare"), ("2021-04-20T09:00", "validate")):
         assert prep("--as-of", as_of, cmd).exit_code == 0

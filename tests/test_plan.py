@@ -51,7 +51,6 @@ import os  # noqa: E402
 import threading  # noqa: E402
 
 from fakes.alpaca_workspace import validated_plan  # noqa: E402,F401  (the real plan, made by the CLI)
-
 from trading_system.state.plan import Plan, save_plan  # noqa: E402
 
 

@@ -3,8 +3,8 @@
 import datetime as dt
 
 import pytest
-from fakes.polygon_server import PolygonFake
 
+from fakes.polygon_server import PolygonFake
 from trading_system.config import PolygonConfig
 from trading_system.errors import ConfigError, DataError
 from trading_system.marketdata.polygon import NotEntitledError, NotPublishedError, PolygonClient, _retry_after

@@ -9,12 +9,12 @@ import datetime as dt
 import json
 
 import pytest
+
 from conftest import SAMPLE, Prep, write_config
 from fakes.alpaca_data_server import AlpacaDataFake
 from fakes.polygon_server import PolygonFake
-
 from trading_system import sessions
-from trading_system.pipeline import HISTORY_DAYS
+from trading_system.prepare.run import HISTORY_DAYS
 
 EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"
 SCAN, TARGET = dt.date(2021, 4, 19), dt.date(2021, 4, 20)

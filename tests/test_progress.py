@@ -14,10 +14,10 @@ import socket
 import time
 
 import pytest
-from conftest import SAMPLE, Prep, write_config
-from fakes.polygon_server import PolygonFake
 from rich.console import Console
 
+from conftest import SAMPLE, Prep, write_config
+from fakes.polygon_server import PolygonFake
 from trading_system import sessions
 from trading_system.config import PolygonConfig, load_config
 from trading_system.errors import DataError

@@ -26,8 +26,8 @@ from fakes.alpaca_workspace import make_fake, market_values, weights_of
 
 from trading_system.broker.alpaca import AlpacaBroker
 from trading_system.config import ExecutionConfig
-from trading_system.execute.orders import default_guards
 from trading_system.execute.rebalance import Journal, rebalance
+from trading_system.execute.orders import default_guards
 
 PLAN = "20210420-558d1125"
 SINCE = dt.datetime(2021, 4, 20, tzinfo=ET)

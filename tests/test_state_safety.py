@@ -12,15 +12,10 @@ import shutil
 
 import pandas as pd
 import pytest
+
 from conftest import SAMPLE, Prep, write_config
-from fakes.alpaca_workspace import (  # noqa: F401
-    alpaca_workspace,
-    make_fake,
-    prep_env,
-    run_prep,
-    starting_account,
-    validated_plan,  # noqa: F401  (session fixture)
-)
+from fakes.alpaca_workspace import alpaca_workspace, make_fake, prep_env, run_prep, starting_account  # noqa: F401
+from fakes.alpaca_workspace import validated_plan  # noqa: F401  (session fixture)
 
 EVENING, MORNING, OPEN = "2021-04-19T20:00", "2021-04-20T09:00", "2021-04-20T09:31"
 
@@ -186,9 +181,9 @@ def test_a_dry_run_never_reaches_the_real_broker_and_no_buy_goes_out_after_the_c
 
     from trading_system.broker.simulated import SimulatedBroker
     from trading_system.config import ExecutionConfig
-    from trading_system.execute.orders import default_guards
     from trading_system.execute.rebalance import Journal, rebalance
     from trading_system.marketdata.store import BarStore
+    from trading_system.execute.orders import default_guards
 
     cfg = ExecutionConfig()
     store = BarStore(SAMPLE)

@@ -8,10 +8,10 @@ import datetime as dt
 import json
 
 import pytest
-from fakes.alpaca_workspace import alpaca_workspace, make_fake, validated_plan  # noqa: F401
 
-from trading_system.review.status import market_line
+from fakes.alpaca_workspace import alpaca_workspace, make_fake, validated_plan  # noqa: F401
 from trading_system.sessions import ET
+from trading_system.review.status import market_line
 
 D = dt.date
 

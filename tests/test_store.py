@@ -2,9 +2,9 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE
 
 from trading_system.marketdata.store import BarStore, split_adjust
+from conftest import SAMPLE
 
 D = dt.date
 

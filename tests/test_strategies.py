@@ -14,14 +14,7 @@ import pytest
 from test_properties import reference_capped_weights
 
 from trading_system.config import StrategiesConfig
-from trading_system.prepare.strategies import (
-    STRATEGY_NAMES,
-    build_strategies,
-    cap_note,
-    cap_notes,
-    rank,
-    sharpe_weights,
-)
+from trading_system.prepare.strategies import STRATEGY_NAMES, build_strategies, cap_note, cap_notes, rank, sharpe_weights
 
 
 def scan_frame(rows: list[tuple]) -> pd.DataFrame:

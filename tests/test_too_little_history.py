@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from trading_system.pipeline import first_usable_night
+from trading_system.prepare.run import first_usable_night
 
 
 def test_first_usable_night_counts_sessions_not_days():

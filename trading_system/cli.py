@@ -143,7 +143,7 @@ def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> N
 @click.pass_obj
 def prepare(state: _State, dry_run: bool, force: bool) -> None:
     """Scan, score and bucket the universe; build four strategies -> pending_trades.json."""
-    from trading_system.pipeline import run_prepare
+    from trading_system.prepare.run import run_prepare
     from trading_system.present import render
 
     def work(cfg, clock):
@@ -158,8 +158,8 @@ def prepare(state: _State, dry_run: bool, force: bool) -> None:
 @click.pass_obj
 def validate(state: _State, dry_run: bool) -> None:
     """Re-score the picks with pre-market prices, apply the 85 % gate, select the strategy."""
-    from trading_system.pipeline import run_validate
     from trading_system.present import render
+    from trading_system.validate.run import run_validate
 
     def work(cfg, clock):
         state.result = run_validate(cfg, clock, dry_run)
@@ -175,7 +175,7 @@ def validate(state: _State, dry_run: bool) -> None:
 def execute(state: _State, dry_run: bool, live: bool) -> None:
     """Rebalance the account to the validated plan in two phases, then archive it."""
     from trading_system.errors import RunFailure
-    from trading_system.pipeline import run_execute
+    from trading_system.execute.run import run_execute
     from trading_system.present import render
 
     def work(cfg, clock):

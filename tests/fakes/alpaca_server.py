@@ -32,8 +32,7 @@ import time
 import uuid
 from http.server import ThreadingHTTPServer
 
-from .alpaca_handler import ET, OPEN_STATUSES, _dec, _Handler, _iso, _xnys  # noqa: F401  (ET: for importers)
-
+from .alpaca_handler import ET, OPEN_STATUSES, _Handler, _dec, _iso, _xnys  # noqa: F401  (ET: for importers)
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True

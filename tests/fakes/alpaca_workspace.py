@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, Prep, write_config
 
-from fakes.alpaca_server import ET, FakeAlpaca
+from conftest import SAMPLE, Prep, write_config
+from fakes.alpaca_server import FakeAlpaca, ET
 
 SESSION = dt.date(2021, 4, 20)
 EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
-from trading_system.cli import main
 from trading_system.state import journal
+from trading_system.cli import main
 
 CRASH_CODE = 137   # what a shell reports for a SIGKILL
 

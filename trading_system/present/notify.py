@@ -31,8 +31,10 @@ from trading_system.vocabulary import StrategyName
 
 if TYPE_CHECKING:  # type names only: importing the pipeline here would slow the CLI's start
     from trading_system.config import NotifyConfig
-    from trading_system.pipeline import ExecuteResult, PrepareResult, ValidateResult
+    from trading_system.execute.run import ExecuteResult
+    from trading_system.prepare.run import PrepareResult
     from trading_system.state.plan import PickCheck
+    from trading_system.validate.run import ValidateResult
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from trading_system.execute.orders import client_order_id
-from trading_system.pipeline import ExecuteResult, PrepareResult, ValidateResult
+from trading_system.execute.run import ExecuteResult
+from trading_system.prepare.run import PrepareResult
 from trading_system.prepare.strategies import cap_note
 from trading_system.validate.gate import percent_of
+from trading_system.validate.run import ValidateResult
 from trading_system.vocabulary import StrategyName
 
 

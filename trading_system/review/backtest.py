@@ -44,10 +44,12 @@ from trading_system.config import Config, PathsConfig
 from trading_system.errors import BadInputError, PrepError, RunFailure
 from trading_system.execute.orders import default_guards
 from trading_system.execute.rebalance import Journal, rebalance
+from trading_system.execute.run import run_execute
 from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
-from trading_system.pipeline import run_execute, run_prepare, run_validate
+from trading_system.prepare.run import run_prepare
 from trading_system.review import metrics
+from trading_system.validate.run import run_validate
 from trading_system.vocabulary import StrategyName
 
 SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", StrategyName.BUY_HOLD.value

@@ -1,0 +1,109 @@
+"""``prep validate`` (09:00 ET): re-score the picks with pre-market prices, apply the retention
+gate, select the strategy and record it in the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+import pandas as pd
+
+from trading_system import sessions
+from trading_system.config import Config
+from trading_system.errors import DataError, PlanError
+from trading_system.execute.rebalance import Journal
+from trading_system.marketdata.base import MarketData
+from trading_system.prepare.run import HISTORY_DAYS
+from trading_system.prepare.scoring import rescore
+from trading_system.runtime import make_source
+from trading_system.state.pending import morning_plan
+from trading_system.state.plan import (
+    Plan,
+    ValidatedStrategy,
+    ValidationResults,
+    plan_lock,
+    save_plan,
+)
+from trading_system.validate.gate import check_pick, select_strategy, validate_strategy
+from trading_system.vocabulary import StrategyName
+
+log = logging.getLogger(__name__)
+
+@dataclasses.dataclass
+class ValidateResult:
+    """The morning gate: the plan with its ``validation_results``, and whether it was saved."""
+
+    plan: Plan
+    written: bool
+    plan_path: str
+
+
+
+def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
+                 source: MarketData | None = None) -> ValidateResult:
+    """Re-score the picks with pre-market prices, apply the retention gate, select a strategy.
+
+    Requires: a pending plan for today's session, and a pre-market price for all but at
+    most ``validation.max_unpriced_fraction`` of the picks.
+    Sets: ``validation_results`` in the plan (not in a dry run).
+
+    Raises:
+        PlanError: orders were already sent for this plan (its journal has intents): a second
+            validation could pick another strategy and undo them; ``execute`` finishes it instead.
+        DataError: no price source answered, or too many picks have no price: a missing price
+            is a data failure, not a verdict on the pick, so the plan is left unvalidated
+            (and ``execute`` sends nothing for it).
+    """
+    plan_path = cfg.path(cfg.paths.plan)
+    with plan_lock(plan_path):
+        plan, today = morning_plan(cfg, clock)
+        journal = cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl"
+        if not dry_run and Journal(journal).intents():
+            raise PlanError(f"orders were already sent for plan {plan.plan_id} ({journal}), so it is not validated "
+                            "again (a new choice could undo them): run 'prep execute' to finish it.")
+        now = clock.now()
+        source = source or make_source(cfg, clock)
+        contest = {n: s for n, s in plan.strategies.items() if n != StrategyName.BUY_HOLD}
+        symbols = sorted({sym for s in contest.values() for sym in s.allocations})
+        quotes = source.premarket_prices(symbols, today)
+        _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
+        last_closed = sessions.last_closed_session(now)
+        history = source.bars(end=last_closed, start=last_closed - dt.timedelta(days=HISTORY_DAYS),
+                              symbols=symbols, adjust_through=today)
+        morning = rescore(history, {s: q.price for s, q in quotes.items()}, today, cfg.scoring)
+        checks = {}
+        morning_scores = {s: float(v) for s, v in morning["score"].items() if pd.notna(v)}
+        for s in symbols:
+            original = next(st.original_scores[s] for st in contest.values() if s in st.allocations)
+            current = morning_scores.get(s)
+            q = quotes.get(s)
+            checks[s] = check_pick(original, current, q.price if q else None, q.source if q else None,
+                                   cfg.validation.retention_threshold)
+        validated = {n: validate_strategy(s, checks, cfg.validation.min_names) for n, s in contest.items()}
+        bh = plan.strategies[StrategyName.BUY_HOLD].allocations
+        validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
+                                                  validation_rate=1.0, contestant=False)
+        selected, reason = select_strategy(validated, cfg.validation)
+        plan = plan.model_copy(update={"validation_results": ValidationResults(
+            validation_time=now, selected_strategy=selected, selection_reason=reason,
+            validated_strategies=validated, checks=checks, dry_run=dry_run)})
+        if not dry_run:
+            save_plan(plan_path, plan)
+    return ValidateResult(plan=plan, written=not dry_run, plan_path=str(plan_path))
+
+
+def _check_priced(symbols: list[str], quotes: dict, max_unpriced: float) -> None:
+    """Stop when more than ``max_unpriced`` (fraction) of ``symbols`` have no quote.
+
+    Raises:
+        DataError: naming how many picks are unpriced and the setting.
+    """
+    unpriced = [s for s in symbols if s not in quotes]
+    if symbols and len(unpriced) / len(symbols) > max_unpriced:
+        shown = ", ".join(unpriced[:8]) + (f" and {len(unpriced) - 8} more" if len(unpriced) > 8 else "")
+        raise DataError(f"{len(unpriced)} of {len(symbols)} picks ({len(unpriced) / len(symbols):.1%}) have no "
+                        f"pre-market price ({shown}), over validation.max_unpriced_fraction "
+                        f"{max_unpriced:.1%}; the plan was left unvalidated, so nothing will be traded: check the "
+                        "price source and run 'prep validate' again.")
