@@ -23,7 +23,7 @@ from trading_system.config import PolygonConfig, load_config
 from trading_system.errors import DataError
 from trading_system.marketdata.polygon import HostUnreachable, PolygonClient
 from trading_system.marketdata.polygon_source import PolygonSource
-from trading_system.present.progress import Reporter, duration, log_only
+from trading_system.progress import Reporter, duration, log_only
 
 EVENING = "2021-04-19T20:00"
 FAST = ("polygon:\n  plan: paid\n  requests_per_minute: 600000\n  backoff_seconds: 0.01\n"
@@ -253,7 +253,7 @@ def test_lines_per_tenth_with_elapsed_and_eta():
 
 def test_short_tasks_are_logged_not_printed_and_log_only_never_prints(caplog, capsys):
     rep, out, _ = reporter(min_total=10)
-    with caplog.at_level(logging.INFO, logger="trading_system.present.progress"):
+    with caplog.at_level(logging.INFO, logger="trading_system.progress"):
         rep.begin(3)
         for i in (1, 2, 3):
             rep.update(i)
@@ -270,7 +270,7 @@ def test_short_tasks_are_logged_not_printed_and_log_only_never_prints(caplog, ca
 
 def test_a_terminal_gets_a_bar_not_lines_and_a_failed_task_is_logged(caplog):
     rep, out, _ = reporter(live=True)
-    with caplog.at_level(logging.INFO, logger="trading_system.present.progress"):
+    with caplog.at_level(logging.INFO, logger="trading_system.progress"):
         with pytest.raises(RuntimeError):
             with rep.task(20):
                 rep.update(5, "halfway there")

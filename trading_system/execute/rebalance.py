@@ -36,7 +36,8 @@ from trading_system.execute.orders import (
     plan_orders,
     whole_shares,
 )
-from trading_system.state.journal import Journal, recover, submit_once  # noqa: F401  (Journal is part of this module's API)
+from trading_system.execute.send_once import recover, submit_once
+from trading_system.state.journal import Journal  # noqa: F401  (part of this module's API)
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@
 - Pre-market prices: Polygon's snapshot on a paid plan, else Alpaca's latest trade (alpaca-py,
   ``alpaca_data.py``).  No source answering at all is a ``DataError``, never "no price" (DESIGN §1).
 - A fill reports its progress (sessions done / total, requests, ETA) to a ``ProgressSink``
-  (``trading_system.present.progress``); it never prints itself.
+  (``trading_system.progress``); it never prints itself.
 
 Store folder (``data.store_dir``): bars.parquet, splits.csv (see ``store.py``), tickers.csv,
 meta.json (``splits_checked``, ``tickers_checked``, ``tickers_types``, ``empty_sessions``:
@@ -35,7 +35,7 @@ from trading_system.marketdata.alpaca_data import ALPACA_KEYS, PriceSourceDown, 
 from trading_system.marketdata.base import Quote
 from trading_system.marketdata.polygon import HostUnreachable, NotEntitledError, PolygonClient, et_date_of_ms
 from trading_system.marketdata.store import BarStore
-from trading_system.present.progress import ProgressSink, Reporter, duration
+from trading_system.progress import ProgressSink, Reporter, duration
 from trading_system.state.atomic import atomic_write
 
 __all__ = ["ALPACA_KEYS", "PolygonSource", "PriceSourceDown", "alpaca_latest_trades"]  # the last three: alpaca_data

@@ -1,4 +1,5 @@
-"""The order journal and the send-once discipline (DESIGN §7 "Idempotency").
+"""The order journal (DESIGN §7 "Idempotency"); the send-once discipline that writes it is
+``execute/send_once.py``.
 
 ``data/orders/<plan_id>.jsonl`` is append-only: each line is flushed and fsynced before
 the step it records goes on.  An ``intent`` line is written before an order is sent and
@@ -18,12 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import time
 from pathlib import Path
-from typing import Callable, Mapping
-
-from trading_system.broker.base import Broker, Order, OrderRejected, OrderUncertain
-from trading_system.errors import BrokerError
 
 #: A journal is readable by its owner only, like every state file ``atomic_write`` creates (mkstemp: 0600).
 FILE_MODE = 0o600
@@ -82,119 +78,3 @@ class Journal:
         """client_order_id -> the broker order id an answer or a lookup recorded."""
         return {e["client_order_id"]: e["broker_order_id"] for e in self.entries
                 if e.get("event") in ("answer", "found") and e.get("broker_order_id")}
-
-
-def _is_ours(order: Order) -> bool:
-    return order.client_order_id.startswith("prep-")
-
-
-def find_close(broker: Broker, symbol: str, since: dt.datetime | None, taken: set[str]) -> Order | None:
-    """The close_position sell in ``symbol`` since ``since`` that no journal line claims yet (one request)."""
-    for o in broker.list_orders([symbol], after=since):
-        if o.side == "sell" and not _is_ours(o) and o.id not in taken:
-            return o
-    return None
-
-
-def lookup(broker: Broker, journal: Journal, cid: str, intent: Mapping, since: dt.datetime | None) -> Order | None:
-    """The broker's order for one journal intent, or None if the broker never saw it."""
-    if intent.get("close_position"):
-        known = journal.broker_ids().get(cid)
-        if known:
-            found = [o for o in broker.list_orders([intent["symbol"]], after=since) if o.id == known]
-            if found:
-                return found[0]
-        taken = set(journal.broker_ids().values())
-        return find_close(broker, intent["symbol"], since, taken)
-    return broker.get_order_by_client_id(cid)
-
-
-def recover(broker: Broker, journal: Journal, since: dt.datetime | None) -> dict[str, Order | None]:
-    """Look up every order the journal says was (maybe) sent: client id -> order, or None if absent.
-
-    One list request covers the journal's symbols; only orders it does not show are looked
-    up one by one (by client id), so an absence is always the broker's own answer.
-
-    Raises:
-        BrokerError: the broker could not be asked (nothing is sent then).
-    """
-    intents = journal.intents()
-    if not intents:
-        return {}
-    symbols = sorted({i["symbol"] for i in intents.values() if i.get("symbol")})
-    listed = broker.list_orders(symbols, after=since) if symbols else []
-    by_cid = {o.client_order_id: o for o in listed}
-    by_id = {o.id: o for o in listed}
-    ids = journal.broker_ids()
-    out: dict[str, Order | None] = {}
-    for cid, intent in intents.items():
-        order = by_cid.get(cid) or by_id.get(ids.get(cid, ""))
-        if order is None:
-            order = lookup(broker, journal, cid, intent, since)
-        out[cid] = order
-        if order is not None:
-            journal.append("found", client_order_id=cid, broker_order_id=order.id, status=order.status,
-                           filled_qty=order.filled_qty)
-        else:
-            journal.append("absent", client_order_id=cid)
-    return out
-
-
-def submit_once(broker: Broker, journal: Journal, request, known: dict[str, Order | None],
-                since: dt.datetime | None, attempts: int = 3, wait: float = 0.5,
-                blocked: Callable[[], str | None] = lambda: None,
-                sleep: Callable[[float], None] = time.sleep) -> tuple[Order | None, str | None, str | None]:
-    """Send ``request`` (an ``OrderRequest``) unless the broker already has it; never twice.
-
-    ``known`` is what ``recover`` found: an order there is adopted, not sent.  A send that
-    fails uncertainly is followed by a lookup; only when the broker answers that it never
-    saw the order is it sent again (at most ``attempts`` sends, ``wait`` s doubling between).
-    ``blocked()`` returns a reason to send nothing (the kill switch), checked before each send.
-
-    Returns (order, error kind, error message): the order, or None with why it is not placed.
-
-    Raises:
-        BrokerError: a lookup after an uncertain send failed too: the outcome is unknown,
-            so the run stops (a rerun recovers it from the journal).
-    """
-    cid = request.client_order_id
-    if known.get(cid) is not None:
-        return known[cid], None, None
-    fields = dict(client_order_id=cid, symbol=request.symbol, side=request.side, qty=request.qty,
-                  notional=request.notional, close_position=request.close_position)
-    last = ""
-    for attempt in range(attempts):
-        reason = blocked()
-        if reason:
-            journal.append("blocked", client_order_id=cid, reason=reason)
-            return None, "kill_switch", reason
-        journal.append("intent", **fields)
-        try:
-            order = broker.submit_order(request)
-        except OrderRejected as exc:
-            if exc.kind == "duplicate":
-                found = lookup(broker, journal, cid, fields, since)
-                if found is not None:
-                    journal.append("found", client_order_id=cid, broker_order_id=found.id, status=found.status)
-                    return found, None, None
-            journal.append("error", client_order_id=cid, kind=exc.kind, status=exc.status, error=str(exc))
-            return None, exc.kind, str(exc)
-        except OrderUncertain as exc:
-            last = str(exc)
-            journal.append("uncertain", client_order_id=cid, error=last)
-            try:
-                found = lookup(broker, journal, cid, fields, since)
-            except BrokerError as err:
-                raise BrokerError(f"order {cid} may have reached the broker ({last}) and the lookup failed "
-                                  f"too ({err}); run 'prep execute' again: the journal makes the rerun safe.") from None
-            if found is not None:
-                journal.append("found", client_order_id=cid, broker_order_id=found.id, status=found.status)
-                return found, None, None
-            journal.append("absent", client_order_id=cid)
-            if attempt + 1 < attempts:
-                sleep(wait * 2 ** attempt)
-            continue
-        journal.append("answer", client_order_id=cid, broker_order_id=order.id,
-                       broker_client_order_id=order.client_order_id, status=order.status)
-        return order, None, None
-    return None, "not_accepted", f"not accepted after {attempts} attempts ({last})"

@@ -13,11 +13,11 @@ import pandas as pd
 from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import DataError, PlanError
-from trading_system.execute.rebalance import Journal
 from trading_system.marketdata.base import MarketData
 from trading_system.prepare.run import HISTORY_DAYS
 from trading_system.prepare.scoring import rescore
 from trading_system.runtime import make_source
+from trading_system.state.journal import Journal
 from trading_system.state.pending import morning_plan
 from trading_system.state.plan import (
     Plan,
