@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
 PREP   := $(BIN)/prep --config $(DEMO)/config.yaml
 
-.PHONY: install run test bench clean
+.PHONY: install run test check bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# ruff (pyflakes, pycodestyle, isort, bugbear, complexity <= 12) and the import layers (import-linter).
+check: $(STAMP)
+	$(BIN)/ruff check trading_system tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

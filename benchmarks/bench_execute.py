@@ -25,11 +25,11 @@ from conftest import Prep, write_config  # noqa: E402
 from fakes.alpaca_server import ET, FakeAlpaca  # noqa: E402
 from fakes.alpaca_workspace import EVENING, MORNING, sample_prices, weights_of  # noqa: E402
 
-from trading_system.execute import rebalance as execution  # noqa: E402
 from trading_system.broker.alpaca import AlpacaBroker  # noqa: E402
 from trading_system.config import ExecutionConfig  # noqa: E402
-from trading_system.execute.rebalance import Journal, rebalance  # noqa: E402
+from trading_system.execute import rebalance as execution  # noqa: E402
 from trading_system.execute.orders import default_guards  # noqa: E402
+from trading_system.execute.rebalance import Journal, rebalance  # noqa: E402
 
 
 def account(weights: dict[str, float], prices: dict[str, float], equity: float = 100_000.0):

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes.polygon_server import SAMPLE, PolygonFake  # noqa: E402
+
 from trading_system import sessions  # noqa: E402
 from trading_system.config import PolygonConfig  # noqa: E402
 from trading_system.marketdata.polygon import PolygonClient  # noqa: E402

@@ -142,11 +142,11 @@ def test_gap_down_morning_rejects_and_renormalises(prep):
     vr = prep.plan()["validation_results"]
     rejected = {s for s, c in vr["checks"].items() if not c["passed"]}
     assert rejected, "a gap-down morning should reject some picks"
-    for s, c in vr["checks"].items():
+    for c in vr["checks"].values():
         assert c["passed"] == (c["retention"] >= 0.85)
         assert c["price_source"] == "sample:session_open"
         assert c["current_score"] == pytest.approx(c["retention"] * c["original_score"])
-    for name, v in vr["validated_strategies"].items():
+    for v in vr["validated_strategies"].values():
         assert set(v["validated_allocations"]).isdisjoint(rejected)
         if v["validated_allocations"]:
             assert sum(v["validated_allocations"].values()) == pytest.approx(1.0)

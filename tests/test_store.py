@@ -87,7 +87,7 @@ def _store_with_splits(tmp_path, text: str | bytes) -> BarStore:
 def test_item11_junk_row_in_splits_is_bad_input_naming_file_and_line(tmp_path, row, why):
     head = (SAMPLE / "splits.csv").read_text().splitlines()[:4]   # header + 3 real rows
     store = _store_with_splits(tmp_path, "\n".join(head + [row]) + "\n")
-    with pytest.raises(BadInputError, match=rf"splits file .*splits\.csv line 5 "):
+    with pytest.raises(BadInputError, match=r"splits file .*splits\.csv line 5 "):
         store.splits()
 
 

@@ -245,7 +245,7 @@ class AlpacaBrokerConfig(_Strict):
     timeout_seconds: float = Field(10.0, gt=0, le=300)         # HTTP read timeout of every request
     connect_timeout_seconds: float = Field(5.0, gt=0, le=300)
     read_attempts: int = Field(4, ge=1, le=20)                 # reads (GET) are retried on 429/5xx/network errors
-    submit_attempts: int = Field(3, ge=1, le=10)               # a submission is resent only after a lookup found nothing
+    submit_attempts: int = Field(3, ge=1, le=10)               # resent only after a lookup found nothing
     retry_wait_seconds: float = Field(0.5, ge=0, le=60)        # first back-off; doubles, capped at 8 s
 
 

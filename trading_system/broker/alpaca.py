@@ -53,7 +53,8 @@ def _num(value, default: float | None = 0.0) -> float | None:
     try:
         return float(Decimal(str(value)))
     except (InvalidOperation, ValueError):
-        raise BrokerError(f"the broker sent {value!r} where a number was expected; check the broker's status page.")
+        raise BrokerError(f"the broker sent {value!r} where a number was expected; "
+                          "check the broker's status page.") from None
 
 
 def error_fields(exc: Exception) -> tuple[int | None, int | None, str]:
@@ -377,7 +378,8 @@ class AlpacaBroker:
             status, _, message = error_fields(exc)
             raise BrokerError(f"Alpaca did not cancel order {order_id} (HTTP {status}: {message}).") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise BrokerError(f"Alpaca did not answer the cancel of order {order_id} ({exc.__class__.__name__}).") from None
+            raise BrokerError(f"Alpaca did not answer the cancel of order {order_id} "
+                              f"({exc.__class__.__name__}).") from None
 
     @staticmethod
     def _order(o) -> Order:

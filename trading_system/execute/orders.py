@@ -140,7 +140,8 @@ def plan_orders(
     return OrderPlan(sells=sells, buys=buys, skipped=skipped, targets=targets, min_order=min_order)
 
 
-def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float, min_order: float) -> tuple[list[PlannedOrder], list[tuple[str, float, str]]]:
+def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float,
+                     min_order: float) -> tuple[list[PlannedOrder], list[tuple[str, float, str]]]:
     """Scale buy notionals down (pro rata) so their sum never exceeds ``cash_available`` dollars.
 
     Largest first; each notional rounded down to cents; buys that shrink under

@@ -241,7 +241,7 @@ def _send(broker, journal, planned: Sequence[PlannedOrder], phase: str, known, s
         rec = OrderRecord.planned(phase, p.request)
         order, kind, error = submit_once(
             broker, journal, p.request, known, since, attempts, wait,
-            blocked=lambda: next((m for g in kill for m in g.check([p])), None))
+            blocked=lambda p=p: next((str(m) for g in kill for m in g.check([p])), None))
         if order is not None:
             rec.update(order)
             rec.earlier_run = known.get(p.request.client_order_id) is not None
@@ -290,7 +290,8 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
         broker = DryRunBroker(broker)
     before = broker.get_account()
     if before.trading_blocked or before.account_blocked:
-        raise BrokerError("the broker account is blocked from trading; nothing was sent. Check the account with the broker.")
+        raise BrokerError("the broker account is blocked from trading; nothing was sent. "
+                          "Check the account with the broker.")
     known = recover(broker, journal, since)
     positions = broker.get_positions()
     oplan = plan_orders(weights, before, positions, broker.get_open_orders(), cfg, plan_id, prices)

@@ -122,7 +122,8 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
         prices = _sizing_prices(plan)
         since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
         _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run,
-                              prices=prices, since=since, market_open=lambda: dry_run or market_clock.still_open(broker))
+                              prices=prices, since=since,
+                              market_open=lambda: dry_run or market_clock.still_open(broker))
         path, kept = None, False
         if not dry_run:
             done = plan.model_copy(update={"validation_results": vr.model_copy(

@@ -201,8 +201,6 @@ class CachedSource:
                 pieces.append(np.arange(a, b))
         return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
 
-    read = bars  # the name the simulated broker uses for a store read
-
     def premarket_prices(self, symbols: list[str], session: dt.date) -> dict[str, Quote]:
         """The session's raw opening print stands in for the pre-market price (as ``SampleSource``)."""
         rows = self._session_rows(session)

@@ -126,7 +126,8 @@ def build_universe(cfg: Config, source: MarketData | None = None, session: dt.da
         table = source.ticker_types() if source is not None else None
         if table is None:
             steps.append({"step": f"type in {u.types}", "count": len(symbols),
-                          "skipped": f"the {source.name if source else 'configured'} source has no ticker reference data"})
+                          "skipped": f"the {source.name if source else 'configured'} source has no "
+                                     "ticker reference data"})
         else:
             apply(f"type in {u.types}", set(table.index[table.isin(u.types)]))
     exclude = {s.upper() for s in u.exclude}

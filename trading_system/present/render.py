@@ -159,6 +159,7 @@ def universe(console: Console, uni, path) -> None:
         extra = (f" (skipped: {step['skipped']})" if "skipped" in step
                  else f", removed {len(step['removed'])}" if step.get("removed") is not None
                  else f", added {', '.join(step['added']) or 'none'}" if "added" in step else "")
-        console.print(f"  {step['step']}: {step['count']}{extra}" + (f" ({step['detail']})" if "detail" in step else ""))
+        detail = f" ({step['detail']})" if "detail" in step else ""
+        console.print(f"  {step['step']}: {step['count']}{extra}{detail}")
     console.print(" ".join(uni.symbols), soft_wrap=True)
     console.print(f"saved to {path}")

@@ -19,8 +19,9 @@ Beside the system run two twins:
 Speed: the bars are read once into a ``CachedSource`` (split factors rebuilt only when a
 newly known split appears; a read repeated at once, as the twin's validate does, answered
 from the last one), and the broker keeps its account, and an index of its orders by symbol,
-in memory.  The pre-trade notional guards are lifted in the scratch config (the absolute caps off,
-the relative ones at the top of their ranges: a simulation holds no money); the per-night code path is otherwise the cron path, and it is that shared
+in memory.  The pre-trade notional guards are lifted in the scratch config (the absolute caps
+off, the relative ones at the top of their ranges: a simulation holds no money); the per-night
+code path is otherwise the cron path, and it is that shared
 code that is kept fast (~55 ms a night for the three accounts on a 2-core machine).
 """
 

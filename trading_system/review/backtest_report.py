@@ -99,7 +99,8 @@ def _pct(x: float | None, signed: bool = False) -> str:
     return f"{x:+.1%}" if signed else f"{x:.1%}"
 
 
-def render(console: Console, result: BacktestResult, cfg: Config, json_path: Path | None, png_path: Path | None) -> None:
+def render(console: Console, result: BacktestResult, cfg: Config, json_path: Path | None,
+           png_path: Path | None) -> None:
     """The table (one row per account), selections, rejection rates, the bias, the files."""
     console.print(f"[bold]backtest[/] {result.start} -> {result.end}: {len(result.nights)} sessions, "
                   f"data {result.data_source}, starting cash ${cfg.broker.simulated.starting_cash:,.0f}, "
