@@ -81,6 +81,20 @@ def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce
     return until
 
 
+def _run_clock(clock: sessions.Clock, broker: Broker) -> sessions.Clock:
+    """The clock of the run, chosen once: a real account's own (``--as-of`` refused there), whose
+    kind (paper/live) is checked now rather than after the wait for the open; else ``clock``.
+
+    Raises:
+        BadInputError: ``--as-of`` with a real account, or an account of the wrong kind.
+    """
+    if not market_clock.has_clock(broker):
+        return clock
+    run_clock = market_clock.broker_clock(clock, broker)
+    broker.get_account()
+    return run_clock
+
+
 def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live: bool = False,
                 announce=lambda msg: None, broker: Broker | None = None) -> ExecuteResult:
     """Rebalance the account to the selected strategy in two phases, then archive and consume the plan.
@@ -98,11 +112,10 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
     """
     plan_path = cfg.path(cfg.paths.plan)
     with plan_lock(plan_path):
-        if broker is None and cfg.broker.kind == "alpaca":
-            broker = make_broker(cfg, None, dry_run=dry_run, live=live)
-        if market_clock.has_clock(broker):  # a real account: its clock and calendar, no --as-of
-            clock = market_clock.broker_clock(clock, broker)
-            broker.get_account()  # the account's kind (paper/live) is checked now, not after the wait
+        # The broker is built once; the simulated one trades the as-of clock's day (a day that is
+        # not the plan's session is refused just below, before any order).
+        broker = broker or make_broker(cfg, clock.now().date(), dry_run=dry_run, live=live)
+        clock = _run_clock(clock, broker)
         plan, today = morning_plan(cfg, clock)
         vr = plan.validation_results
         if vr is None:
@@ -116,7 +129,6 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
             market_clock.confirm_open(broker)
         strategy = vr.selected_strategy
         weights = vr.validated_strategies[strategy].validated_allocations
-        broker = broker or make_broker(cfg, today, dry_run=dry_run, live=live)
         journal = Journal(None if dry_run else cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl")
         guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
         prices = _sizing_prices(plan)
