@@ -57,16 +57,17 @@ def demo(tmp_path_factory):
 
 
 def test_history_and_replay_fit_80_columns_and_keep_every_figure(demo, sample_bars):
-    from trading_system.review.archives import history_command, replay_command
+    from trading_system.present import archives as show
+    from trading_system.review.archives import history, replay
 
-    out = at80(demo.folder, None, lambda cfg, clock, console: history_command(cfg, console))
+    out = at80(demo.folder, None, lambda cfg, clock, console: show.history(console, history(cfg)))
     assert_fits(out)
     archive = json.loads(next((demo.folder / "archived_trades").glob("*.json")).read_text())
     row = next(line for line in out.splitlines() if line.startswith("2021-04-20"))
     assert row.split() == ["2021-04-20", "20210420-558d1125", "executed", "ASYM", "100.0", "%", "0", "of", "18", "18"]
 
-    out = at80(demo.folder, None, lambda cfg, clock, console: replay_command(cfg, clock, console, None, True,
-                                                                               str(demo.folder / "reports")))
+    out = at80(demo.folder, None, lambda cfg, clock, console: show.replay(
+        console, replay(cfg, clock, None, True, str(demo.folder / "reports"))))
     assert_fits(out)
     # Every pick's return over its first session, whole: close of 2021-04-20 / its open - 1 (real bars).
     bars = sample_bars[sample_bars["date"] == D(2021, 4, 20)].set_index("symbol")
@@ -139,11 +140,12 @@ def test_a_dry_run_execute_totals_what_it_would_send(prep):
 
 
 def test_status_fits_80_columns(demo):
-    from trading_system.review.status import run_status
+    from trading_system.present import status as show
+    from trading_system.review.status import status
 
     (demo.folder / "KILL_SWITCH").write_text("")
     try:
-        out = at80(demo.folder, "2021-04-20T17:00", lambda cfg, clock, console: run_status(cfg, clock, console))
+        out = at80(demo.folder, "2021-04-20T17:00", lambda cfg, clock, console: show.status(console, status(cfg, clock)))
     finally:
         (demo.folder / "KILL_SWITCH").unlink()
     assert_fits(out)

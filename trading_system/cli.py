@@ -175,19 +175,16 @@ def validate(state: _State, dry_run: bool) -> None:
 def execute(state: _State, dry_run: bool, live: bool) -> None:
     """Rebalance the account to the validated plan in two phases, then archive it."""
     from trading_system.errors import RunFailure
+    from trading_system.execute.outcome import targets_missed
     from trading_system.execute.run import run_execute
     from trading_system.present import render
 
     def work(cfg, clock):
         result = state.result = run_execute(cfg, clock, dry_run=dry_run, live=live, announce=state.console.print)
         render.execute(state.console, result)
-        if not result.report.reached_targets and dry_run:
-            raise RunFailure(f"dry run: a live run would not go through as planned ({result.report.summary()}); "
-                               "nothing was sent, see the orders above.")
-        if not result.report.reached_targets:
-            kept = "; the plan is kept: run 'prep execute' again to finish" if result.plan_kept else ""
-            raise RunFailure(f"the account did not reach its targets ({result.report.summary()}){kept}; "
-                               "see the orders above.")
+        failure = targets_missed(result)
+        if failure:
+            raise RunFailure(failure)
 
     _run(state, "execute", work)
 
@@ -217,9 +214,10 @@ def doctor(state: _State, live: bool) -> None:
 @click.pass_obj
 def status(state: _State, live: bool) -> None:
     """What is pending, its stage, the kill switch, the positions, the last archived runs, and the broker."""
-    from trading_system.review.status import run_status
+    from trading_system.present import status as show
+    from trading_system.review.status import status as compute
 
-    _run(state, "status", lambda cfg, clock: run_status(cfg, clock, state.console, live=live))
+    _run(state, "status", lambda cfg, clock: show.status(state.console, compute(cfg, clock, live=live)))
 
 
 @main.command()
@@ -244,9 +242,10 @@ def backtest(state: _State, start, end, bars, splits, no_gate, out) -> None:
 @click.pass_obj
 def history(state: _State) -> None:
     """Archived plans: session, strategy chosen, validation rate, rejections, orders."""
-    from trading_system.review.archives import history_command
+    from trading_system.present import archives as show
+    from trading_system.review.archives import history as compute
 
-    _run(state, "history", lambda cfg, clock: history_command(cfg, state.console))
+    _run(state, "history", lambda cfg, clock: show.history(state.console, compute(cfg)))
 
 
 @main.command()
@@ -256,9 +255,10 @@ def history(state: _State) -> None:
 @click.pass_obj
 def replay(state: _State, plan: str | None, latest: bool, out: str | None) -> None:
     """What an archived plan decided, pick by pick, and what followed (1, 5, 20 sessions)."""
-    from trading_system.review.archives import replay_command
+    from trading_system.present import archives as show
+    from trading_system.review.archives import replay as compute
 
-    _run(state, "replay", lambda cfg, clock: replay_command(cfg, clock, state.console, plan, latest, out))
+    _run(state, "replay", lambda cfg, clock: show.replay(state.console, compute(cfg, clock, plan, latest, out)))
 
 
 @main.command()

@@ -7,6 +7,9 @@ split-adjusted, clamped to the as-of instant like every other read: a basket bou
 the target session's open (the price the simulated broker fills at) and held 1, 5 and
 20 sessions (the target session counts as the first), weights fixed at entry:
 ``r = sum_i w_i (close_i,h / open_i,entry - 1) / sum_i w_i`` over the names with bars.
+
+``history`` and ``replay`` compute and return a result (``replay`` writes its PNG chart too, a file
+beside the figures it draws); ``trading_system.present.archives`` prints them.
 """
 
 from __future__ import annotations
@@ -19,10 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from trading_system import sessions
 from trading_system.config import Config
@@ -30,22 +29,12 @@ from trading_system.errors import BadInputError, NothingToDo, PlanError
 from trading_system.present.charts import forward_chart
 from trading_system.runtime import make_source
 from trading_system.state.plan import Plan
-from trading_system.validate.gate import percent, percent_of
+from trading_system.validate.gate import percent
 from trading_system.vocabulary import StrategyName
 
 HORIZONS = (1, 5, 20)
 #: A plan id as every command prints it: the target session and a digest (``20210420-558d1125``).
 PLAN_ID = re.compile(r"^[0-9]{8}-[0-9a-f]{8}$")
-
-
-def _table(title: str) -> Table:
-    """A table that fits 80 columns: a rule under the header, no outer frame, one space of padding."""
-    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-
-
-def _number_column(table: Table, header: str) -> None:
-    """A right-aligned column whose figures are never cut or wrapped (folded only below ~60 columns)."""
-    table.add_column(header, justify="right", no_wrap=True, overflow="fold")
 
 
 # --- archives ----------------------------------------------------------------------------------
@@ -116,11 +105,15 @@ def history_rows(cfg: Config) -> list[dict]:
     return rows
 
 
-def history_command(cfg: Config, console: Console) -> None:
-    """Print the table of archived plans (one line each at 80 columns), then the unreadable files.
+@dataclasses.dataclass
+class History:
+    """``prep history``: one row per archive, oldest first (see ``history_rows``)."""
 
-    The plan id is what ``prep replay`` takes; BUY_HOLD rows are the fallback, and their rate is
-    the best strategy's.
+    rows: list[dict]
+
+
+def history(cfg: Config) -> History:
+    """The archived plans, oldest first; unreadable files are rows too (status ``unreadable``).
 
     Raises:
         NothingToDo: there is no archive yet.
@@ -128,28 +121,7 @@ def history_command(cfg: Config, console: Console) -> None:
     rows = history_rows(cfg)
     if not rows:
         raise NothingToDo(f"no archived plans in {cfg.path(cfg.paths.archive_dir)} yet.")
-    table = _table(f"archived plans ({len(rows)}, oldest first)")
-    table.add_column("session", no_wrap=True)
-    table.add_column("plan", no_wrap=True)
-    table.add_column("status", overflow="fold")
-    table.add_column("strategy", overflow="fold")
-    _number_column(table, "rate")
-    table.add_column("rejected", justify="right", overflow="fold")
-    _number_column(table, "orders")
-    for r in rows:
-        if r["status"] == "unreadable":
-            continue
-        status = r["status"] + (" (dry run)" if r["dry_run"] == "yes" else "")
-        table.add_row(r["session"], r["plan_id"], status, r["strategy"], r["rate"], r["rejections"], r["orders"])
-    if table.rows:
-        console.print(table)
-        console.print("rate: validation rate of the strategy chosen (BUY_HOLD, the fallback: the best strategy's); "
-                      "rejected: picks rejected of picks checked.")
-        console.print("replay one: prep replay PLAN (e.g. prep replay "
-                      f"{next(r['plan_id'] for r in reversed(rows) if r['plan_id'] != '-')})", markup=False)
-    for r in rows:
-        if r["status"] == "unreadable":
-            console.print(f"[red]unreadable:[/] {escape(r['file'])} (not a valid archive)")
+    return History(rows)
 
 
 # --- forward returns ---------------------------------------------------------------------------
@@ -275,18 +247,6 @@ def resolve(cfg: Config, plan: str | None, latest: bool) -> tuple[Path, str | No
     raise BadInputError(f"no archived plan at {plan}; run 'prep history' to list them.")
 
 
-def _fmt(x: float | None, pct: bool = True) -> str:
-    if x is None:
-        return "-"
-    return f"{x:+.1%}" if pct else f"{x:.1f}"
-
-
-def _retention(check, threshold: float | None) -> str:
-    if check is None or check.retention is None:
-        return "-"
-    return percent_of(check.retention, None if check.passed else threshold)
-
-
 def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """(label -> weights, label -> account for the chart colours) of the baskets a replay follows."""
     vr = plan.validation_results
@@ -313,55 +273,52 @@ def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     return baskets, accounts
 
 
-def _picks_table(plan: Plan, fwd: Forward) -> Table:
-    """Pick by pick, grouped by bucket: evening and morning score, retention, verdict, the weight traded,
-    and the return 1, 5 and 20 sessions on.  Fits 80 columns; no figure is ever cut."""
-    vr = plan.validation_results
-    threshold = (plan.config.get("validation") or {}).get("retention_threshold")
-    traded = vr.validated_strategies[vr.selected_strategy].validated_allocations if vr else {}
-    table = _table("picks: evening vs morning, and what followed")
-    table.add_column("symbol", no_wrap=True)
-    for header in ("evening", "morning", "retention"):
-        _number_column(table, header)
-    table.add_column("verdict", no_wrap=True)
-    _number_column(table, "weight")
-    for h in HORIZONS:
-        _number_column(table, f"+{h}")
-    picks = sorted(vr.checks) if vr else sorted({s for st in plan.strategies.values() for s in st.allocations
-                                                   if s in plan.tickers})
-    by_bucket: dict[str, list[str]] = {}
-    for s in picks:
-        by_bucket.setdefault(plan.tickers[s].bucket if s in plan.tickers else "other", []).append(s)
-    for bucket in sorted(by_bucket, key=lambda b: ("CORE", "SPEC", "ASYM", "other").index(b)):
-        if table.rows:
-            table.add_section()
-        table.add_row(f"[bold]{bucket}[/]")
-        for s in by_bucket[bucket]:
-            c = vr.checks[s] if vr else None
-            t = plan.tickers.get(s)
-            table.add_row(s, _fmt(c.original_score if c else (t.score if t else None), False),
-                          _fmt(c.current_score if c else None, False), _retention(c, threshold),
-                          "-" if c is None else ("PASS" if c.passed else "[red]REJECT[/]"),
-                          f"{traded[s]:.1%}" if s in traded else "-",
-                          *(_fmt(fwd.symbol_return(s, h)) for h in HORIZONS))
-    return table
+@dataclasses.dataclass
+class OrdersDone:
+    """The orders an archive records: how many were sent and filled, dollars bought and sold, the equity after."""
+
+    sent: int
+    filled: int
+    bought: float
+    sold: float
+    equity_after: float | None
 
 
-def _forward_table(baskets: dict[str, dict[str, float]], fwd: Forward, entry: dt.date) -> Table:
-    """Each basket's return 1, 5 and 20 sessions on, or why there is none yet."""
-    table = _table(f"forward returns from the open of {entry} (split-adjusted)")
-    table.add_column("basket")
-    for h in HORIZONS:
-        _number_column(table, f"{h} session{'s' if h > 1 else ''}")
-    for label, weights in baskets.items():
-        table.add_row(escape(label), *(_fmt(fwd.basket_return(weights, h)) if h not in fwd.missing else "past the data"
-                                       if "past the data" in fwd.missing[h] else "not yet" for h in HORIZONS))
-    return table
+@dataclasses.dataclass
+class Replay:
+    """``prep replay``: a plan, what it decided, and what followed.
+
+    ``path``: the archive read; ``note``: said first when several archives hold the plan; ``status``: the
+    archive's; ``baskets``: label -> weights followed (see ``_baskets``); ``orders``: None when none were
+    recorded; ``chart``: the PNG written.
+    """
+
+    path: Path
+    note: str | None
+    status: str
+    plan: Plan
+    baskets: dict[str, dict[str, float]]
+    forward: Forward
+    orders: OrdersDone | None
+    chart: Path
 
 
-def replay_command(cfg: Config, clock: sessions.Clock, console: Console, plan_arg: str | None, latest: bool,
-                   out: str | None) -> Path:
-    """Print what a plan decided pick by pick and what followed; write a PNG beside. Returns its path.
+def _orders_done(doc: dict) -> OrdersDone | None:
+    """What the archive's execution records of its orders, or None when it records none."""
+    execution = doc.get("execution") or {}
+    orders = execution.get("orders") or []
+    if not orders:
+        return None
+    filled = [o for o in orders if o.get("status") == "filled"]
+    bought = sum(o["filled_qty"] * (o["filled_avg_price"] or 0) for o in filled if o["side"] == "buy")
+    sold = sum(o["filled_qty"] * (o["filled_avg_price"] or 0) for o in filled if o["side"] == "sell")
+    after = execution.get("account_after") or {}
+    return OrdersDone(len(orders), len(filled), bought, sold, after.get("equity"))
+
+
+def replay(cfg: Config, clock: sessions.Clock, plan_arg: str | None, latest: bool, out: str | None) -> Replay:
+    """What a plan decided and what followed; the PNG of its baskets' forward returns is written
+    (to ``out``, default ``reports/``) and named in the result.
 
     ``plan_arg``: a plan id, an archive path or file name (see ``resolve``).
 
@@ -371,48 +328,11 @@ def replay_command(cfg: Config, clock: sessions.Clock, console: Console, plan_ar
     path, note = resolve(cfg, plan_arg, latest)
     doc, plan = load_archive(path)
     vr = plan.validation_results
-    if note:
-        console.print(note, markup=False)
-    console.print(f"[bold]replay[/] plan {plan.plan_id}: scan of {plan.scan_session} for session "
-                  f"{plan.target_session}, {escape(str(doc.get('status', '-')))}, data {escape(plan.data_source)}")
-    console.print(f"archive: {escape(str(path.name))}")
-    if vr is None:
-        console.print("never validated: no strategy was chosen; showing each strategy's evening weights.")
-    else:
-        min_rate = (plan.config.get("validation") or {}).get("min_validation_rate")
-        rates = ", ".join(f"{n} {percent_of(v.validation_rate, min_rate)}"
-                          for n, v in vr.validated_strategies.items() if n != StrategyName.BUY_HOLD)
-        console.print(f"selected [bold]{vr.selected_strategy}[/]: {escape(vr.selection_reason)} "
-                      f"(validation rates: {rates})")
     baskets, accounts = _baskets(plan)
     symbols = sorted({s for b in baskets.values() for s in b} | set(vr.checks if vr else plan.tickers))
     fwd = forward_returns(cfg, clock, plan.target_session, symbols)
-
-    console.print(_picks_table(plan, fwd))
-    console.print("weight: of the basket traded; +1, +5, +20: return from the open of "
-                  f"{plan.target_session} to the close 1, 5 and 20 sessions on")
-    if vr is not None:
-        for s, c in sorted(vr.checks.items()):
-            if not c.passed and c.retention is None:
-                console.print(f"{s} rejected: {escape(c.reason)}")
-    execution = doc.get("execution") or {}
-    orders = execution.get("orders") or []
-    if orders:
-        filled = [o for o in orders if o.get("status") == "filled"]
-        bought = sum(o["filled_qty"] * (o["filled_avg_price"] or 0) for o in filled if o["side"] == "buy")
-        sold = sum(o["filled_qty"] * (o["filled_avg_price"] or 0) for o in filled if o["side"] == "sell")
-        after = execution.get("account_after") or {}
-        console.print(f"orders: {len(orders)} sent, {len(filled)} filled, bought ${bought:,.2f}, sold ${sold:,.2f}"
-                      + (f"; equity after ${after['equity']:,.2f}" if after.get("equity") is not None else ""))
-    elif vr is not None:
-        console.print("orders: none recorded (not executed, or a dry run)")
-
-    console.print(_forward_table(baskets, fwd, plan.target_session))
-    for h, why in fwd.missing.items():
-        console.print(f"{h}-session horizon: {why}")
     folder = Path(out) if out else cfg.root / "reports"
     png = forward_chart({label: fwd.basket_path(w) for label, w in baskets.items()},
                         folder / f"replay_{plan.plan_id}.png",
                         f"plan {plan.plan_id}: after the open of {plan.target_session}", accounts)
-    console.print(f"chart: {png}", markup=False)
-    return png
+    return Replay(path, note, str(doc.get("status", "-")), plan, baskets, fwd, _orders_done(doc), png)

@@ -1,6 +1,6 @@
 """``prep status``: the kill switch, what is pending, the last archived runs, the market, the account.
 
-What it prints, top to bottom:
+``status`` computes a ``Status`` (nothing printed); ``trading_system.present.status`` prints it, top to bottom:
 
 - a kill switch file (``paths.kill_switch``) that exists, first and in red: no order goes out while it is there;
 - the pending plan and its stage; the newest archives;
@@ -12,18 +12,17 @@ What it prints, top to bottom:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from pathlib import Path
 
 from trading_system import sessions
+from trading_system.broker.base import Account, Position
 from trading_system.config import Config
 from trading_system.errors import PrepError
 from trading_system.runtime import make_broker
-from trading_system.state.plan import load_plan
+from trading_system.state.plan import Plan, load_plan
 
 
 def market_line(now: dt.datetime) -> tuple[str, dt.date]:
@@ -46,78 +45,84 @@ def market_line(now: dt.datetime) -> tuple[str, dt.date]:
     return f"market closed; next session {nxt} opens {sessions.session_open(nxt):%a %H:%M} ET", valued
 
 
-def _plan_lines(cfg: Config, console: Console, last: int) -> None:
+@dataclasses.dataclass
+class ArchivedRun:
+    """One of the newest archives, as ``status`` lists it; ``unreadable`` when it could not be read."""
+
+    file: str
+    session: str = "-"
+    plan_id: str = "-"
+    status: str = "-"
+    strategy: str = "-"
+    orders: int = 0
+    unreadable: bool = False
+
+
+@dataclasses.dataclass
+class Status:
+    """What ``prep status`` found.  ``plan_error``: why the pending plan could not be read;
+    ``broker_error``: why the broker could not be reached (then no account, no positions)."""
+
+    kill_switch: Path | None
+    plan_path: Path
+    plan: Plan | None
+    plan_error: str | None
+    archives: list[ArchivedRun]
+    market: str
+    broker_kind: str
+    broker_error: str | None = None
+    account: Account | None = None
+    positions: dict[str, Position] = dataclasses.field(default_factory=dict)
+    valued: str = ""
+
+
+def _pending(cfg: Config) -> tuple[Path, Plan | None, str | None]:
+    """(the plan file, its plan or None, why it is unreadable or None)."""
     plan_path = cfg.path(cfg.paths.plan)
     try:
-        plan = load_plan(plan_path)
-        if plan is None:
-            console.print(f"pending plan: none ({plan_path})", markup=False)
-        else:
-            vr = plan.validation_results
-            stage = plan.stage + (f", selected {vr.selected_strategy}" if vr else "")
-            console.print(f"pending plan: {plan.plan_id} for session {plan.target_session} ({stage}), "
-                          f"prepared {plan.preparation_time:%Y-%m-%d %H:%M %Z}", markup=False)
+        return plan_path, load_plan(plan_path), None
     except PrepError as exc:
-        console.print(f"pending plan: [red]unreadable[/]: {escape(str(exc))}")
-    archives = sorted(cfg.path(cfg.paths.archive_dir).glob("pending_trades_*.json"))[-last:]
-    console.print(f"archived plans: the last {len(archives)} (newest last; 'prep history' lists all)"
-                  if archives else "archived plans: none")
-    for path in archives:
+        return plan_path, None, str(exc)
+
+
+def _archived_runs(cfg: Config, last: int) -> list[ArchivedRun]:
+    """The ``last`` archives, newest last; an unreadable one is a row too."""
+    runs = []
+    for path in sorted(cfg.path(cfg.paths.archive_dir).glob("pending_trades_*.json"))[-last:]:
         try:
             doc = json.loads(path.read_text())
             plan_doc = doc["plan"]
             vr = plan_doc.get("validation_results") or {}
-            console.print(f"  session {plan_doc['target_session']}  plan {plan_doc['plan_id']}  {doc['status']}, "
-                          f"{vr.get('selected_strategy', '-')}, {vr.get('orders_executed', 0)} orders", markup=False)
+            runs.append(ArchivedRun(path.name, str(plan_doc["target_session"]), str(plan_doc["plan_id"]),
+                                    str(doc["status"]), str(vr.get("selected_strategy", "-")),
+                                    vr.get("orders_executed", 0)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            console.print(f"  {escape(path.name)}: [red]unreadable[/]")
+            runs.append(ArchivedRun(path.name, unreadable=True))
+    return runs
 
 
-def _positions_table(positions: dict, cash: float, equity: float) -> Table:
-    """Symbol, shares, market value ($) and weight of equity, largest first; cash last."""
-    table = Table(title="positions")
-    table.add_column("symbol")
-    for col in ("shares", "market value", "weight"):
-        table.add_column(col, justify="right", no_wrap=True, overflow="fold")
+def status(cfg: Config, clock: sessions.Clock, last: int = 5, live: bool = False) -> Status:
+    """The kill switch (if on), the pending plan, the ``last`` archives, the market, and the broker's
+    account with its positions.
 
-    def weight(value: float) -> str:
-        return f"{value / equity:.1%}" if equity > 0 else "-"
-
-    for p in sorted(positions.values(), key=lambda p: (-p.market_value, p.symbol)):
-        table.add_row(p.symbol, f"{p.qty:,.4f}", f"${p.market_value:,.2f}", weight(p.market_value))
-    table.add_section()
-    table.add_row("cash", "", f"${cash:,.2f}", weight(cash))
-    return table
-
-
-def run_status(cfg: Config, clock: sessions.Clock, console: Console, last: int = 5, live: bool = False) -> None:
-    """Print the kill switch (if on), the pending plan's stage, the ``last`` archives, the market, and the
-    broker's account with its positions.
-
-    A corrupt plan or an unreachable broker is reported on its line, not raised.
+    A corrupt plan or an unreachable broker is recorded in the result, not raised.
     """
     now = clock.now()
     kill = cfg.path(cfg.paths.kill_switch)
-    if kill.exists():
-        console.print(f"[bold red]KILL SWITCH ON[/]: {escape(str(kill))} exists, so no order is sent "
-                      "(execute stops); delete the file to trade again.")
-    _plan_lines(cfg, console, last)
+    plan_path, plan, plan_error = _pending(cfg)
     line, valued = market_line(now)
-    console.print(line)
+    result = Status(kill if kill.exists() else None, plan_path, plan, plan_error, _archived_runs(cfg, last), line,
+                    cfg.broker.kind)
     try:
         broker = make_broker(cfg, valued, dry_run=True, live=live)
-        account = broker.get_account()
-        positions = broker.get_positions()
+        result.account = broker.get_account()
+        result.positions = broker.get_positions()
     except PrepError as exc:
-        console.print(f"broker {cfg.broker.kind}: [red]not reachable[/]: {escape(str(exc))}")
-        return
+        result.broker_error = str(exc)
+        return result
     if cfg.broker.kind == "simulated":
-        when = f"valued at the opening prices of session {valued}"
+        result.valued = f"valued at the opening prices of session {valued}"
     else:
-        when = "valued now, by the broker" + (" (--as-of does not apply to a real account)" if clock.frozen else "")
-    console.print(f"broker {cfg.broker.kind}: reachable")
-    console.print(f"equity ${account.equity:,.2f}, cash ${account.cash:,.2f}, {when}", markup=False)
-    if positions:
-        console.print(_positions_table(positions, account.cash, account.equity))
-    else:
-        console.print("positions: none (all cash)")
+        result.valued = "valued now, by the broker" + (" (--as-of does not apply to a real account)"
+                                                       if clock.frozen else "")
+    return result
