@@ -30,10 +30,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
-# ruff (pyflakes, pycodestyle, isort, bugbear, complexity <= 12) and the import layers (import-linter).
+# ruff (pyflakes, pycodestyle, isort, bugbear, complexity <= 12), the import layers (import-linter) and
+# mypy on state/ and broker/
 check: $(STAMP)
 	$(BIN)/ruff check trading_system tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy trading_system/state trading_system/broker
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from trading_system.errors import LockHeldError, PlanError
-from trading_system.state.plan import load_plan, plan_lock, write_json_atomic
+from trading_system.state.atomic import write_json_atomic
+from trading_system.state.plan import load_plan, plan_lock
 
 
 def test_missing_plan_is_none(tmp_path):

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trading_system.errors import ConfigError
+from trading_system.errors import ConfigError, first_problem
 
 #: A fraction of a whole in (0, 1] (weights, thresholds, coverage), never a percent.
 Fraction = Annotated[float, Field(gt=0, le=1)]
@@ -334,19 +334,15 @@ _FRACTION_HINT = "; it is a fraction (0.85 means 85 %), not a percent"
 
 def _format_validation_error(err: ValidationError, source: Path) -> str:
     """One sentence naming the key, the value given and the range it must be in."""
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{where}'; remove it or check its spelling against config.yaml's comments."
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] in ("missing",) or first["type"].startswith("model_"):
-        return f"{source}: invalid value for '{where}': {msg}; fix it in the config file."
-    value = first.get("input")
-    ctx = first.get("ctx") or {}
-    hint = _FRACTION_HINT if ctx.get("le") == 1 and isinstance(value, (int, float)) and value > 1 else ""
-    secret = first["loc"] and first["loc"][0] == "notify"  # Apprise URLs hold tokens: never echo them
-    shown = type(value).__name__ if secret or isinstance(value, (dict, list)) else repr(value)
-    return f"{source}: invalid value for '{where}' ({shown}): {msg}{hint}; fix it in the config file."
+    p = first_problem(err, top="(top level)")
+    if p.kind == "extra_forbidden":
+        return f"{source}: unknown key '{p.where}'; remove it or check its spelling against config.yaml's comments."
+    if p.kind == "missing" or p.kind.startswith("model_"):
+        return f"{source}: invalid value for '{p.where}': {p.message}; fix it in the config file."
+    value = p.value
+    hint = _FRACTION_HINT if p.ctx.get("le") == 1 and isinstance(value, (int, float)) and value > 1 else ""
+    shown = p.shown(hide=p.loc[:1] == ("notify",))  # Apprise URLs hold tokens: never echo them
+    return f"{source}: invalid value for '{p.where}' ({shown}): {p.message}{hint}; fix it in the config file."
 
 
 def load_config(path: Path | str) -> Config:

@@ -17,7 +17,8 @@ from trading_system.broker.dryrun import DryRunBroker
 from trading_system.config import Config
 from trading_system.errors import ConfigError
 from trading_system.marketdata.base import MarketData
-from trading_system.state.plan import Plan, archive_path, write_json_atomic
+from trading_system.state.atomic import write_json_atomic
+from trading_system.state.plan import Plan, archive_path
 
 LOG_FILE = "pre_market_prep.log"
 

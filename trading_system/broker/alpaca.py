@@ -21,14 +21,15 @@ Facts this module relies on are in API-NOTES.md Part B (each with its source):
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from decimal import Decimal, InvalidOperation
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 import requests
 import tenacity
 
+from trading_system.alpaca_http import add_timeout
 from trading_system.broker.base import (
     Account,
     MarketClock,
@@ -46,7 +47,11 @@ PAPER_URL, LIVE_URL = f"https://{PAPER_HOST}", f"https://{LIVE_HOST}"
 PAPER_ACCOUNT_PREFIX = "PA"  # see AlpacaBroker._check_account_kind for where this comes from
 
 
-def _num(value, default: float | None = 0.0) -> float | None:
+@overload
+def _num(value: object, default: float = 0.0) -> float: ...
+@overload
+def _num(value: object, default: None) -> float | None: ...
+def _num(value: object, default: float | None = 0.0) -> float | None:
     """A money or quantity string of the API ("12.5", "0.512345678", None) as a float."""
     if value is None or value == "":
         return default
@@ -179,32 +184,47 @@ class AlpacaBroker:
         self.submit_attempts, self.retry_wait = submit_attempts, retry_wait  # execution's send-once loop (Broker)
         self.client = TradingClient(api_key=api_key, secret_key=secret_key, paper=paper, url_override=url_override)
         self.client._retry = 0  # alpaca-py's own retry resends POSTs on 504 (API-NOTES B4): off
-        session = self.client._session
-        session.request = functools.partial(session.request, timeout=(connect_timeout, timeout))
+        add_timeout(self.client, connect_timeout, timeout)  # alpaca-py sets none (API-NOTES B1)
         self.base_url = url_override or (PAPER_URL if paper else LIVE_URL)
         self._account_checked = False  # set by the first account read whose kind matched ``paper``
-        self._retrying = dict(
+        self._retrying = tenacity.Retrying(  # a template: each call runs a copy()
             retry=tenacity.retry_if_exception(_transient),
             stop=tenacity.stop_after_attempt(read_attempts),
             wait=tenacity.wait_exponential(multiplier=retry_wait, max=8.0),
             reraise=True,
         )
 
-    # --- reads ---------------------------------------------------------------------------------
-    def _read(self, what: str, fn, *args):
+    # --- the one retry and error-translation path of every request but a submission ------------
+    def _call(self, fn, *args, failed: str, unanswered: str, advice: str = "", keys: bool = False,
+              ok: tuple[int, ...] = ()) -> Any:
+        """``fn(*args)``, retried on network errors, timeouts, 429 and 5xx (``_transient``); ``None``
+        when the broker answers with an HTTP status in ``ok`` (e.g. 404: no such order).
+
+        Raises:
+            BrokerError: the broker refused (``"{failed} (HTTP {status}: {message})."``; with
+                ``keys``, a 401 says the keys were refused ``unanswered``), or did not answer
+                after the retries (``"Alpaca did not answer {unanswered} ({exception}){advice}."``).
+        """
         from alpaca.common.exceptions import APIError
 
         try:
-            return tenacity.Retrying(**self._retrying)(fn, *args)
+            return self._retrying.copy()(fn, *args)
         except APIError as exc:
-            status, code, message = error_fields(exc)
-            if status == 401:
-                raise BrokerError(f"Alpaca refused the keys while reading {what} (HTTP 401: {message}); "
+            if ok and exc.status_code in ok:
+                return None
+            status, _, message = error_fields(exc)
+            if keys and status == 401:
+                raise BrokerError(f"Alpaca refused the keys {unanswered} (HTTP 401: {message}); "
                                   "paper and live keys differ: check ALPACA_API_KEY/ALPACA_PAPER.") from None
-            raise BrokerError(f"Alpaca failed to return {what} (HTTP {status}: {message}).") from None
+            raise BrokerError(f"{failed} (HTTP {status}: {message}).") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise BrokerError(f"Alpaca did not answer while reading {what} ({exc.__class__.__name__}); "
-                              "check the network and status.alpaca.markets.") from None
+            raise BrokerError(f"Alpaca did not answer {unanswered} ({exc.__class__.__name__}){advice}.") from None
+
+    # --- reads ---------------------------------------------------------------------------------
+    def _read(self, what: str, fn, *args) -> Any:
+        """``fn(*args)`` through ``_call``, its failures worded as a failed read of ``what``."""
+        return self._call(fn, *args, failed=f"Alpaca failed to return {what}", unanswered=f"while reading {what}",
+                          advice="; check the network and status.alpaca.markets", keys=True)
 
     def get_account(self) -> Account:
         """Cash, equity and cash available (dollars) and the blocked flags, in one ``GET /v2/account``.
@@ -295,18 +315,10 @@ class AlpacaBroker:
         return [o for o in (self.get_order_by_client_id(c) for c in client_order_ids) if o is not None]
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        from alpaca.common.exceptions import APIError
-
-        try:
-            return self._order(tenacity.Retrying(**self._retrying)(self.client.get_order_by_client_id, client_order_id))
-        except APIError as exc:
-            if exc.status_code == 404:
-                return None
-            status, _, message = error_fields(exc)
-            raise BrokerError(f"Alpaca failed to look up order {client_order_id} (HTTP {status}: {message}).") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise BrokerError(f"Alpaca did not answer the lookup of order {client_order_id} "
-                              f"({exc.__class__.__name__}); run 'prep execute' again later.") from None
+        raw = self._call(self.client.get_order_by_client_id, client_order_id, ok=(404,),
+                         failed=f"Alpaca failed to look up order {client_order_id}",
+                         unanswered=f"the lookup of order {client_order_id}", advice="; run 'prep execute' again later")
+        return None if raw is None else self._order(raw)
 
     def market_clock(self) -> MarketClock:
         c = self._read("the market clock", self.client.get_clock)
@@ -367,19 +379,9 @@ class AlpacaBroker:
             BadInputError / BrokerError: the account check failed (see ``submit_order``), or the
                 cancel was refused or not answered.
         """
-        from alpaca.common.exceptions import APIError
-
         self._require_checked_account()
-        try:
-            tenacity.Retrying(**self._retrying)(self.client.cancel_order_by_id, order_id)
-        except APIError as exc:
-            if exc.status_code in (404, 422):
-                return
-            status, _, message = error_fields(exc)
-            raise BrokerError(f"Alpaca did not cancel order {order_id} (HTTP {status}: {message}).") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise BrokerError(f"Alpaca did not answer the cancel of order {order_id} "
-                              f"({exc.__class__.__name__}).") from None
+        self._call(self.client.cancel_order_by_id, order_id, ok=(404, 422),
+                   failed=f"Alpaca did not cancel order {order_id}", unanswered=f"the cancel of order {order_id}")
 
     @staticmethod
     def _order(o) -> Order:

@@ -21,13 +21,13 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import pandas as pd
 
 from trading_system.broker.base import Account, MarketClock, Order, OrderRejected, OrderRequest, Position
 from trading_system.errors import BrokerError
-from trading_system.state.plan import write_json_atomic
+from trading_system.state.atomic import write_json_atomic
 
 #: The Order fields kept in the account file (``submitted_at`` is not).
 _STORED_FIELDS = tuple(f.name for f in dataclasses.fields(Order) if f.name != "submitted_at")
@@ -199,7 +199,9 @@ class SimulatedBroker:
         px = self.price(request.symbol)
         held = self._state["positions"].get(request.symbol, 0.0)
         if request.side == "sell":
-            qty = held if request.close_position else min(float(request.qty), held)
+            # cast: prep sells by shares or close_position (execute/orders.py), so qty is set here;
+            # a sell by notional (qty None) would still fail in float(), as it always has
+            qty = held if request.close_position else min(float(cast(float, request.qty)), held)
             if qty <= 0:
                 return self._record(request, "rejected", 0.0, None, "no position to sell")
             self._state["positions"][request.symbol] = round(held - qty, 9)
@@ -207,7 +209,7 @@ class SimulatedBroker:
                 del self._state["positions"][request.symbol]
             self._state["cash"] = round(self._state["cash"] + qty * px, 2)
         else:
-            notional = request.notional if request.notional is not None else float(request.qty) * px
+            notional = request.notional if request.notional is not None else float(cast(float, request.qty)) * px
             if notional > self._state["cash"] + 1e-6:
                 return self._record(request, "rejected", 0.0, None, "insufficient buying power")
             qty = round(notional / px, 9)

@@ -140,6 +140,14 @@ def plan_orders(
     return OrderPlan(sells=sells, buys=buys, skipped=skipped, targets=targets, min_order=min_order)
 
 
+def _amount(value: float | None, what: str, req: OrderRequest) -> float:
+    """A planned order's ``qty`` or ``notional``, which its kind of order always has (a buy is
+    planned by notional, a sized sell by qty); ValueError when it is missing."""
+    if value is None:
+        raise ValueError(f"order {req.client_order_id} has no {what}")
+    return value
+
+
 def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float,
                      min_order: float) -> tuple[list[PlannedOrder], list[tuple[str, float, str]]]:
     """Scale buy notionals down (pro rata) so their sum never exceeds ``cash_available`` dollars.
@@ -147,11 +155,11 @@ def fit_buys_to_cash(buys: Sequence[PlannedOrder], cash_available: float,
     Largest first; each notional rounded down to cents; buys that shrink under
     ``min_order`` are dropped and reported.
     """
-    total = sum(b.request.notional for b in buys)
+    total = sum(_amount(b.request.notional, "notional", b.request) for b in buys)
     scale = 1.0 if total <= cash_available else max(cash_available, 0.0) / total if total > 0 else 0.0
     kept, dropped = [], []
     for b in buys:
-        notional = math.floor(b.request.notional * scale * 100) / 100
+        notional = math.floor(_amount(b.request.notional, "notional", b.request) * scale * 100) / 100
         if notional < max(min_order, 1.0):
             dropped.append((b.request.symbol, b.delta, f"scaled to ${notional:,.2f} by the cash available"))
             continue
@@ -176,13 +184,13 @@ def whole_shares(orders: Sequence[PlannedOrder], fractionable: Mapping[str, bool
             kept.append(o)
             continue
         if req.side == "sell":
-            qty = math.floor(req.qty + 1e-9)
+            qty = math.floor(_amount(req.qty, "qty", req) + 1e-9)
         else:
             px = prices.get(req.symbol)
             if not px or px <= 0:
                 dropped.append((req.symbol, o.delta, "not fractionable and no price to size whole shares"))
                 continue
-            qty = math.floor(req.notional / px + 1e-9)
+            qty = math.floor(_amount(req.notional, "notional", req) / px + 1e-9)
         if qty < 1:
             dropped.append((req.symbol, o.delta, "not fractionable: under one whole share"))
             continue

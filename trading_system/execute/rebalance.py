@@ -183,7 +183,8 @@ def wait_for_fills(broker: Broker, records: Sequence[OrderRecord], timeout: floa
     if not cancel or not live:
         return
     for r in live:
-        broker.cancel_order(r.broker_order_id)
+        if r.broker_order_id is not None:  # always: an open record has one
+            broker.cancel_order(r.broker_order_id)
     poll(broker, live, since)  # a cancel races with fills: record what really filled
     for r in live:
         r.canceled = r.status != "filled"
@@ -233,7 +234,13 @@ def follow_up_ids(planned: Sequence[PlannedOrder], known: Mapping[str, Order | N
     return out
 
 
-def _send(broker, journal, planned: Sequence[PlannedOrder], phase: str, known, since, guards) -> list[OrderRecord]:
+def _kill_check(kill: Sequence[KillSwitch], planned: PlannedOrder) -> Callable[[], str | None]:
+    """``submit_once``'s ``blocked``: the kill switch's reason to send nothing of ``planned``, or None."""
+    return lambda: next((str(m) for g in kill for m in g.check([planned])), None)
+
+
+def _send(broker: Broker, journal: Journal, planned: Sequence[PlannedOrder], phase: str,
+          known: dict[str, Order | None], since: dt.datetime | None, guards: Sequence[Guard]) -> list[OrderRecord]:
     kill = [g for g in guards if isinstance(g, KillSwitch)]
     attempts, wait = broker.submit_attempts, broker.retry_wait
     out = []
@@ -241,7 +248,7 @@ def _send(broker, journal, planned: Sequence[PlannedOrder], phase: str, known, s
         rec = OrderRecord.planned(phase, p.request)
         order, kind, error = submit_once(
             broker, journal, p.request, known, since, attempts, wait,
-            blocked=lambda p=p: next((str(m) for g in kill for m in g.check([p])), None))
+            blocked=_kill_check(kill, p))
         if order is not None:
             rec.update(order)
             rec.earlier_run = known.get(p.request.client_order_id) is not None
@@ -307,14 +314,7 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     records += [r for r in _earlier(known, journal, records) if r.side == "sell"]
     wait_for_fills(broker, records, cfg.sell_fill_timeout_seconds, cfg.poll_interval_seconds, since,
                    cancel=True, journal=journal)
-    after_sells = broker.get_account()
-    available = after_sells.cash_available - cfg.cash_buffer * after_sells.equity
-    buys, dropped = fit_buys_to_cash(oplan.buys, available, oplan.min_order)
-    buys, dropped_buys = whole_shares(buys, frac, px)
-    if buys and not market_open():
-        dropped_buys += [(b.request.symbol, b.delta, "not sent: the market closed before the buys (a DAY order "
-                          "would queue for the next session)") for b in buys]
-        buys = []
+    buys, dropped_buys = _buys_to_send(broker, oplan, cfg, frac, px, market_open)
     buy_records = _send(broker, journal, buys, "buy", known, since, guards)
     buy_records += [r for r in _earlier(known, journal, [*records, *buy_records]) if r.side == "buy"]
     # Buys are DAY market orders: waited for, never canceled here.
@@ -327,7 +327,24 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
         final = plan_orders(weights, after, broker.get_positions(), broker.get_open_orders(), cfg, plan_id, prices)
         residual = [(p.request.symbol, round(p.delta, 2)) for p in [*final.sells, *final.buys]]
     journal.append("done", orders=len(records), residual=len(residual))
-    report = ExecutionReport(orders=records, skipped=oplan.skipped + dropped_sells + dropped + dropped_buys,
+    report = ExecutionReport(orders=records, skipped=oplan.skipped + dropped_sells + dropped_buys,
                              account_before=before, account_after=after, dry_run=dry_run, residual=residual,
                              broker=broker.name, refusals=problems)
     return oplan, report
+
+
+def _buys_to_send(broker: Broker, oplan: OrderPlan, cfg: ExecutionConfig, fractionable: Mapping[str, bool],
+                  prices: Mapping[str, float],
+                  market_open: Callable[[], bool]) -> tuple[list[PlannedOrder], list[tuple[str, float, str]]]:
+    """Phase 2's buys: fitted to the cash after the sells (less the buffer), whole shares where the
+    asset is not fractionable, none once the market has closed.  Returns (buys, dropped as
+    (symbol, dollar delta, reason))."""
+    after_sells = broker.get_account()
+    available = after_sells.cash_available - cfg.cash_buffer * after_sells.equity
+    buys, dropped = fit_buys_to_cash(oplan.buys, available, oplan.min_order)
+    buys, dropped_buys = whole_shares(buys, fractionable, prices)
+    if buys and not market_open():
+        dropped_buys += [(b.request.symbol, b.delta, "not sent: the market closed before the buys (a DAY order "
+                          "would queue for the next session)") for b in buys]
+        buys = []
+    return buys, dropped + dropped_buys

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from trading_system.broker.base import Broker, Order, OrderRejected, OrderUncertain
+from trading_system.broker.base import Broker, Order, OrderRejected, OrderRequest, OrderUncertain
 from trading_system.errors import BrokerError
 from trading_system.state.journal import Journal
 
@@ -75,7 +75,7 @@ def recover(broker: Broker, journal: Journal, since: dt.datetime | None) -> dict
     return out
 
 
-def submit_once(broker: Broker, journal: Journal, request, known: dict[str, Order | None],
+def submit_once(broker: Broker, journal: Journal, request: OrderRequest, known: dict[str, Order | None],
                 since: dt.datetime | None, attempts: int = 3, wait: float = 0.5,
                 blocked: Callable[[], str | None] = lambda: None,
                 sleep: Callable[[float], None] = time.sleep) -> tuple[Order | None, str | None, str | None]:
@@ -107,29 +107,52 @@ def submit_once(broker: Broker, journal: Journal, request, known: dict[str, Orde
         try:
             order = broker.submit_order(request)
         except OrderRejected as exc:
-            if exc.kind == "duplicate":
-                found = lookup(broker, journal, cid, fields, since)
-                if found is not None:
-                    journal.append("found", client_order_id=cid, broker_order_id=found.id, status=found.status)
-                    return found, None, None
-            journal.append("error", client_order_id=cid, kind=exc.kind, status=exc.status, error=str(exc))
-            return None, exc.kind, str(exc)
+            return _refused(broker, journal, fields, since, exc)
         except OrderUncertain as exc:
             last = str(exc)
-            journal.append("uncertain", client_order_id=cid, error=last)
-            try:
-                found = lookup(broker, journal, cid, fields, since)
-            except BrokerError as err:
-                raise BrokerError(f"order {cid} may have reached the broker ({last}) and the lookup failed "
-                                  f"too ({err}); run 'prep execute' again: the journal makes the rerun safe.") from None
+            found = _after_uncertain(broker, journal, fields, since, last)
             if found is not None:
-                journal.append("found", client_order_id=cid, broker_order_id=found.id, status=found.status)
                 return found, None, None
-            journal.append("absent", client_order_id=cid)
-            if attempt + 1 < attempts:
-                sleep(wait * 2 ** attempt)
-            continue
-        journal.append("answer", client_order_id=cid, broker_order_id=order.id,
-                       broker_client_order_id=order.client_order_id, status=order.status)
-        return order, None, None
+        else:
+            journal.append("answer", client_order_id=cid, broker_order_id=order.id,
+                           broker_client_order_id=order.client_order_id, status=order.status)
+            return order, None, None
+        if attempt + 1 < attempts:
+            sleep(wait * 2 ** attempt)
     return None, "not_accepted", f"not accepted after {attempts} attempts ({last})"
+
+
+def _refused(broker: Broker, journal: Journal, fields: dict[str, Any], since: dt.datetime | None,
+             exc: OrderRejected) -> tuple[Order | None, str | None, str | None]:
+    """``submit_once``'s answer to a refused send: the broker's order when the refusal says it
+    is a duplicate and the lookup finds it, else (None, kind, message), journaled as an error."""
+    cid = fields["client_order_id"]
+    if exc.kind == "duplicate":
+        found = lookup(broker, journal, cid, fields, since)
+        if found is not None:
+            journal.append("found", client_order_id=cid, broker_order_id=found.id, status=found.status)
+            return found, None, None
+    journal.append("error", client_order_id=cid, kind=exc.kind, status=exc.status, error=str(exc))
+    return None, exc.kind, str(exc)
+
+
+def _after_uncertain(broker: Broker, journal: Journal, fields: dict[str, Any], since: dt.datetime | None,
+                     error: str) -> Order | None:
+    """After a send whose outcome is unknown (``error``): the broker's order, or None when it
+    answers that it never saw it (both journaled).
+
+    Raises:
+        BrokerError: the lookup failed too (the outcome stays unknown).
+    """
+    cid = fields["client_order_id"]
+    journal.append("uncertain", client_order_id=cid, error=error)
+    try:
+        found = lookup(broker, journal, cid, fields, since)
+    except BrokerError as err:
+        raise BrokerError(f"order {cid} may have reached the broker ({error}) and the lookup failed "
+                          f"too ({err}); run 'prep execute' again: the journal makes the rerun safe.") from None
+    if found is not None:
+        journal.append("found", client_order_id=cid, broker_order_id=found.id, status=found.status)
+        return found
+    journal.append("absent", client_order_id=cid)
+    return None

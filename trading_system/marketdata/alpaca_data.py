@@ -8,7 +8,6 @@ the snapshot left unpriced.  A source that did not answer at all is ``PriceSourc
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 
@@ -16,6 +15,7 @@ import requests
 import tenacity
 
 from trading_system import sessions
+from trading_system.alpaca_http import add_timeout
 from trading_system.config import AlpacaBrokerConfig, secret
 from trading_system.errors import DataError
 from trading_system.marketdata.base import Quote
@@ -80,9 +80,7 @@ def alpaca_latest_trades(symbols: list[str], session: dt.date,
     base = secret("ALPACA_DATA_BASE_URL")
     client = StockHistoricalDataClient(key, secret_key, url_override=base)
     client._retry = 0  # its own retry sleeps a fixed 3 s (API-NOTES B4): tenacity below instead
-    # alpaca-py sets no HTTP timeout (API-NOTES B1): add one.
-    client._session.request = functools.partial(
-        client._session.request, timeout=(settings.connect_timeout_seconds, settings.timeout_seconds))
+    add_timeout(client, settings.connect_timeout_seconds, settings.timeout_seconds)  # none by default (B1)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_transient), reraise=True,
         stop=tenacity.stop_after_attempt(settings.read_attempts),

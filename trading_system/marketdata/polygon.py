@@ -273,7 +273,8 @@ class PolygonClient:
             stop=silence | tenacity.stop_after_attempt(self.cfg.max_retries + 1),  # silence first: it observes
             wait=lambda s: silence.cap(self._wait(s), s), sleep=self._sleep, reraise=True,
             before_sleep=lambda s: log.warning("polygon %s: %s; retry %d in %.2f s", what,
-                                               s.outcome.exception(), s.attempt_number,
+                                               s.outcome.exception() if s.outcome is not None else None,
+                                               s.attempt_number,
                                                s.next_action.sleep if s.next_action else 0.0))
         try:
             for attempt in retrying:

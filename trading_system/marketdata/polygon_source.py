@@ -147,16 +147,10 @@ class PolygonSource:
                    if s not in have and not (allow and str(s) in recorded) and self._published(s)]
         if not missing:
             return 0
-        again = sorted(recorded & {str(s) for s in missing})
-        log.info("polygon: filling %d sessions %s..%s (one grouped-daily request each)%s", len(missing),
-                 missing[0], missing[-1], f"; asking again for {len(again)} recorded as empty" if again else "")
-        rpm = self.cfg.polygon.requests_per_minute
-        first_request = self.client.requests_made
+        first_request = self._begin_fill(missing, recorded)
         batch: list[pd.DataFrame] = []
         empty: set[str] = set()
         done, finished = 0, False
-        self.progress.begin(len(missing), f"{missing[0]} to {missing[-1]}, one request each: about "
-                                          f"{duration(len(missing) * 60 / rpm)} at {rpm:g} requests/min")
         try:
             for s in missing:
                 bars = self._grouped_daily(s)
@@ -184,12 +178,27 @@ class PolygonSource:
             raise
         finally:  # bars fetched before a stop are real: keep them, so a rerun asks only for the rest
             self.progress.end(ok=finished)
-            if batch:
-                self.store.write_bars(pd.concat(batch, ignore_index=True))
-            stored = {str(d) for d in self.store.dates()}
-            if (recorded | empty) - stored != recorded:
-                self._save_meta(empty_sessions=sorted((recorded | empty) - stored))
+            self._keep_fetched(batch, recorded, empty)
         return len(missing)
+
+    def _begin_fill(self, missing: list[dt.date], recorded: set[str]) -> int:
+        """Log and start the progress of a fill of ``missing``; returns the requests made before it."""
+        again = sorted(recorded & {str(s) for s in missing})
+        log.info("polygon: filling %d sessions %s..%s (one grouped-daily request each)%s", len(missing),
+                 missing[0], missing[-1], f"; asking again for {len(again)} recorded as empty" if again else "")
+        rpm = self.cfg.polygon.requests_per_minute
+        first_request = self.client.requests_made
+        self.progress.begin(len(missing), f"{missing[0]} to {missing[-1]}, one request each: about "
+                                          f"{duration(len(missing) * 60 / rpm)} at {rpm:g} requests/min")
+        return first_request
+
+    def _keep_fetched(self, batch: list[pd.DataFrame], recorded: set[str], empty: set[str]) -> None:
+        """Store the bars not flushed yet; record in meta.json the empty sessions still not stored."""
+        if batch:
+            self.store.write_bars(pd.concat(batch, ignore_index=True))
+        stored = {str(d) for d in self.store.dates()}
+        if (recorded | empty) - stored != recorded:
+            self._save_meta(empty_sessions=sorted((recorded | empty) - stored))
 
     def _grouped_daily(self, session: dt.date) -> pd.DataFrame:
         """Grouped daily of a traded session, asked ``EMPTY_RETRIES`` more times while empty (waits:
@@ -199,7 +208,7 @@ class PolygonSource:
             retry=tenacity.retry_if_result(lambda bars: bars.empty),
             stop=tenacity.stop_after_attempt(EMPTY_RETRIES + 1),
             wait=tenacity.wait_exponential(multiplier=p.backoff_seconds, max=p.max_backoff_seconds),
-            retry_error_callback=lambda state: state.outcome.result(),
+            retry_error_callback=_last_result,
             before_sleep=lambda state: log.warning(
                 "polygon: session %s traded but came back empty (OK, 0 results); try %d of %d in %.2f s", session,
                 state.attempt_number + 1, EMPTY_RETRIES + 1, state.next_action.sleep if state.next_action else 0.0))
@@ -222,14 +231,16 @@ class PolygonSource:
         today = self._today()
         meta = self._meta()
         checked, covered = meta.get("splits_checked"), meta.get("splits_from")
-        cold = checked is None or covered is None or start < dt.date.fromisoformat(covered)
-        if not cold and dt.date.fromisoformat(checked) >= today:
+        if checked is None or covered is None or start < dt.date.fromisoformat(covered):
+            since, covered = start, str(start)  # cold: the whole window from start
+        elif dt.date.fromisoformat(checked) >= today:
             return
-        since = start if cold else dt.date.fromisoformat(checked) - dt.timedelta(days=SPLITS_OVERLAP_DAYS)
+        else:
+            since = dt.date.fromisoformat(checked) - dt.timedelta(days=SPLITS_OVERLAP_DAYS)
         new = self.client.splits(since)
         old = self.store.splits()
         self.store.write_splits(pd.concat([old, new], ignore_index=True) if not old.empty else new)
-        self._save_meta(splits_checked=str(today), splits_from=str(start if cold else covered))
+        self._save_meta(splits_checked=str(today), splits_from=str(covered))
         log.info("polygon: %d splits since %s", len(new), since)
 
     def backfill(self, symbols: list[str], start: dt.date, end: dt.date) -> int:
@@ -358,3 +369,10 @@ def _snapshot_quote(item: dict | None, session: dt.date) -> Quote | None:
     if minute.get("c") and minute.get("t") and et_date_of_ms(minute["t"]) == session:
         return Quote(float(minute["c"]), "polygon:snapshot.min")
     return None
+
+
+def _last_result(state: tenacity.RetryCallState) -> pd.DataFrame:
+    """``tenacity``'s ``retry_error_callback`` for ``_grouped_daily``: the last (empty) answer."""
+    if state.outcome is None:  # pragma: no cover - tenacity calls it after an attempt
+        raise AssertionError("no attempt was made")
+    return state.outcome.result()

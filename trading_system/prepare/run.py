@@ -21,8 +21,9 @@ from trading_system.errors import DataError, PlanError
 from trading_system.marketdata.base import MarketData
 from trading_system.prepare.scoring import score_universe
 from trading_system.prepare.strategies import build_strategies, cap_notes
-from trading_system.prepare.universe import build_universe, save_universe
+from trading_system.prepare.universe import Universe, build_universe, save_universe
 from trading_system.runtime import archive, make_source
+from trading_system.state.atomic import write_json_atomic
 from trading_system.state.plan import (
     Plan,
     ScanSummary,
@@ -31,7 +32,6 @@ from trading_system.state.plan import (
     load_plan,
     plan_lock,
     save_plan,
-    write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -113,31 +113,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     _check_coverage(bars, universe, scan_session, cfg.data.min_coverage, source.name)
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
     _check_history(bars, scan, scan_session, cfg.scoring.lookback)
-    allocations = build_strategies(scan, cfg.strategies)
-    notes = cap_notes(allocations, cfg.strategies)
-    scores = scan["score"].where(scan["score"].notna(), None)
-    strategies = {
-        name: Strategy(allocations=weights, note=notes.get(name),
-                       original_scores={s: (round(float(scores[s]), 6) if s in scores.index and scores[s] is not None
-                                            else None) for s in weights})
-        for name, weights in allocations.items()
-    }
-    picks = scan[scan["pick"]]
-    config = cfg.public_dict()
-    plan = Plan(
-        plan_id=_plan_id(target, scan_session, allocations, cfg),
-        timestamp=now, preparation_time=now, as_of=now,
-        scan_session=scan_session, target_session=target,
-        market_open_time=sessions.session_open(target),
-        data_source=source.name,
-        scan_summary=ScanSummary(
-            total_tickers_scanned=len(scan), eligible=int(scan["eligible"].sum()),
-            core_picks=int((picks["bucket"] == "CORE").sum()), spec_picks=int((picks["bucket"] == "SPEC").sum()),
-            asym_picks=int((picks["bucket"] == "ASYM").sum())),
-        tickers=_metrics(picks),
-        strategies=strategies,
-        config=config,
-    )
+    plan = _build_plan(cfg, scan, now, scan_session, target, source.name)
     plan_path = cfg.path(cfg.paths.plan)
     result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False,
                            plan_path=str(plan_path))
@@ -149,6 +125,51 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         log.warning("prepare: %s", warning)
     if dry_run:
         return result
+    _write_plan(cfg, result, chain, plan_path, now, force)
+    result.written = True
+    return result
+
+
+def _build_plan(cfg: Config, scan: pd.DataFrame, now: dt.datetime, scan_session: dt.date,
+                target: dt.date, source_name: str) -> Plan:
+    """The plan for ``target`` from the scan of ``scan_session``: the four strategies, the picks'
+    metrics and the scan's summary (pure: nothing is read or written)."""
+    allocations = build_strategies(scan, cfg.strategies)
+    notes = cap_notes(allocations, cfg.strategies)
+    scores = scan["score"].where(scan["score"].notna(), None)
+    strategies = {
+        name: Strategy(allocations=weights, note=notes.get(name),
+                       original_scores={s: (round(float(scores[s]), 6) if s in scores.index and scores[s] is not None
+                                            else None) for s in weights})
+        for name, weights in allocations.items()
+    }
+    picks = scan[scan["pick"]]
+    config = cfg.public_dict()
+    return Plan(
+        plan_id=_plan_id(target, scan_session, allocations, cfg),
+        timestamp=now, preparation_time=now, as_of=now,
+        scan_session=scan_session, target_session=target,
+        market_open_time=sessions.session_open(target),
+        data_source=source_name,
+        scan_summary=ScanSummary(
+            total_tickers_scanned=len(scan), eligible=int(scan["eligible"].sum()),
+            core_picks=int((picks["bucket"] == "CORE").sum()), spec_picks=int((picks["bucket"] == "SPEC").sum()),
+            asym_picks=int((picks["bucket"] == "ASYM").sum())),
+        tickers=_metrics(picks),
+        strategies=strategies,
+        config=config,
+    )
+
+
+def _write_plan(cfg: Config, result: PrepareResult, chain: Universe, plan_path, now: dt.datetime,
+                force: bool) -> None:
+    """Under the plan lock: archive the old plan (expired, or replaced under ``force``), then write
+    ``scan_results.json``, the universe and the plan; sets ``result``'s archive paths.
+
+    Raises:
+        PlanError: the old plan is corrupt, or replacing it needs ``force`` (see :func:`run_prepare`).
+    """
+    plan, target = result.plan, result.plan.target_session
     with plan_lock(plan_path):
         old = load_plan(plan_path)
         if old is not None and old.target_session < target:
@@ -159,11 +180,9 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
                 raise PlanError(why)
             result.replaced_archive = str(archive(cfg, old, "replaced", now, execution=None))
             log.info("--force: archived replaced plan %s for session %s", old.plan_id, old.target_session)
-        write_json_atomic(cfg.path(cfg.paths.data_dir) / "scan_results.json", _scan_json(scan, plan))
+        write_json_atomic(cfg.path(cfg.paths.data_dir) / "scan_results.json", _scan_json(result.scan, plan))
         save_universe(cfg, chain, now)
         save_plan(plan_path, plan)
-    result.written = True
-    return result
 
 
 def _check_coverage(bars: pd.DataFrame, universe: list[str], session: dt.date, min_coverage: float,

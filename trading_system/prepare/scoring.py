@@ -264,38 +264,18 @@ def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
     session = _to_date(session)
     symbols, codes, days, close, volume = _arrays(bars)
     n = len(symbols)
-    L = scoring.lookback
     dv_window = eligibility.dollar_volume_window
-    depth = _depth(scoring, dv_window)
     from_end = _rows_from_end(codes, n)
-    m = _metrics(codes, close, n, scoring, depth, from_end)
+    m = _metrics(codes, close, n, scoring, _depth(scoring, dv_window), from_end)
 
     counts = np.bincount(codes, minlength=n).astype(np.int64)
     last_close = _last_per_symbol(codes, close, n, np.nan)
     last_day = _last_per_symbol(codes, days, n, np.iinfo(np.int64).min)
-    recent = from_end < dv_window
-    dollar = _panel(codes[recent], close[recent] * volume[recent], n, dv_window, from_end[recent])
-    with np.errstate(invalid="ignore"):
-        dollar_volume = (np.nanmedian(dollar, axis=0) if n and dollar.shape[0]
-                         else np.full(n, np.nan))
-
-    session_day = (session - _EPOCH).days
-    rules = [
-        (counts < L + 1, f"fewer than {L + 1} bars"),
-        (~(last_close >= eligibility.min_price), f"close under ${eligibility.min_price:,.2f}"),
-        (~(dollar_volume >= eligibility.min_dollar_volume),
-         f"median dollar volume under ${eligibility.min_dollar_volume:,.0f}"),
-        (last_day != session_day, f"no bar for session {session.isoformat()}"),
-    ]
-    reason = np.full(n, "", dtype=object)
-    for failed, text in reversed(rules):          # the first failing rule wins
-        reason[failed] = text
+    dollar_volume = _median_dollar_volume(codes, close, volume, n, dv_window, from_end)
+    reason = _ineligibility(counts, last_close, dollar_volume, last_day, session,
+                            scoring.lookback, eligibility)
     eligible = reason == ""
-
-    vol = m["volatility"]
-    bucket = np.where(vol <= buckets.core_max_volatility, "CORE",
-                      np.where(vol <= buckets.spec_max_volatility, "SPEC", "ASYM")).astype(object)
-    bucket[~eligible] = ""
+    bucket = _buckets(m["volatility"], eligible, buckets)
     pick = eligible & (m["score"] >= buckets.min_score)
 
     frame = pd.DataFrame(
@@ -313,6 +293,42 @@ def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
         index=symbols,
     )
     return frame
+
+
+def _median_dollar_volume(codes: np.ndarray, close: np.ndarray, volume: np.ndarray, n: int,
+                          window: int, from_end: np.ndarray) -> np.ndarray:
+    """Each symbol's median close * volume over its last ``window`` bars (dollars; NaN if none)."""
+    recent = from_end < window
+    dollar = _panel(codes[recent], close[recent] * volume[recent], n, window, from_end[recent])
+    with np.errstate(invalid="ignore"):
+        return (np.nanmedian(dollar, axis=0) if n and dollar.shape[0]
+                else np.full(n, np.nan))
+
+
+def _ineligibility(counts: np.ndarray, last_close: np.ndarray, dollar_volume: np.ndarray,
+                   last_day: np.ndarray, session: dt.date, lookback: int,
+                   eligibility: EligibilityConfig) -> np.ndarray:
+    """Per symbol the first failing eligibility rule's text (object array), "" when eligible."""
+    session_day = (session - _EPOCH).days
+    rules = [
+        (counts < lookback + 1, f"fewer than {lookback + 1} bars"),
+        (~(last_close >= eligibility.min_price), f"close under ${eligibility.min_price:,.2f}"),
+        (~(dollar_volume >= eligibility.min_dollar_volume),
+         f"median dollar volume under ${eligibility.min_dollar_volume:,.0f}"),
+        (last_day != session_day, f"no bar for session {session.isoformat()}"),
+    ]
+    reason = np.full(len(counts), "", dtype=object)
+    for failed, text in reversed(rules):          # the first failing rule wins
+        reason[failed] = text
+    return reason
+
+
+def _buckets(vol: np.ndarray, eligible: np.ndarray, buckets: BucketsConfig) -> np.ndarray:
+    """CORE / SPEC / ASYM by annualised volatility for eligible rows, "" for the others."""
+    bucket = np.where(vol <= buckets.core_max_volatility, "CORE",
+                      np.where(vol <= buckets.spec_max_volatility, "SPEC", "ASYM")).astype(object)
+    bucket[~eligible] = ""
+    return bucket
 
 
 def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt.date,

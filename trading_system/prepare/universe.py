@@ -21,7 +21,7 @@ import pandas as pd
 from trading_system.config import Config
 from trading_system.errors import ConfigError
 from trading_system.marketdata.base import MarketData
-from trading_system.state.plan import write_json_atomic
+from trading_system.state.atomic import write_json_atomic
 
 
 @dataclasses.dataclass

@@ -171,63 +171,104 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
         PrepError: a night failed (its message names the session).
     """
     t0 = time.perf_counter()
-    if start > end:
-        raise BadInputError(f"--start {start} is after --end {end}; swap them.")
-    days = sessions.sessions_between(start, end)
-    if not days:
-        raise BadInputError(f"there is no trading session between {start} and {end}; widen the range.")
+    days = _backtest_sessions(start, end)
     first_scan = sessions.previous_session(days[0])
     source = source or default_source(cfg)
     benchmarks = dict(cfg.strategies.benchmarks)
     _check_coverage(source, first_scan, days[-1], list(benchmarks))
-    step = on_step or (lambda *a: None)
-    cash = cfg.broker.simulated.starting_cash
     owned_tmp = None
     if workdir is None:
         owned_tmp = tempfile.TemporaryDirectory(prefix="prep-backtest-", dir=fast_tmp())
         workdir = Path(owned_tmp.name)
     try:
-        configs = {SYSTEM: scratch_config(cfg, workdir / "system", cfg.validation.retention_threshold)}
-        if gate_off_twin:
-            configs[NO_GATE] = scratch_config(cfg, workdir / "no_gate", 0.0)
-        bh_cfg = scratch_config(cfg, workdir / "buy_hold", cfg.validation.retention_threshold)
-        brokers = {name: SimulatedBroker(source, None, days[0], cash) for name in [*configs, BUY_HOLD]}
-        marks = {name: [cash] for name in brokers}
-        totals = {name: [0.0, 0.0] for name in brokers}
-        nights: list[Night] = []
-        plan_file = {name: c.path(c.paths.plan) for name, c in configs.items()}
-        clock = _at(first_scan, 20, 0)
-        step("prepare", clock.now(), 0, len(days))
-        run_prepare(configs[SYSTEM], clock, source=source)
-        for i, day in enumerate(days):
-            try:
-                nights.append(_session(day, i, len(days), configs, bh_cfg, brokers, benchmarks, plan_file,
-                                       source, step, totals))
-            except PrepError as exc:
-                raise exc.__class__(f"backtest session {day}: {exc}") from exc
-            for name, broker in brokers.items():
-                marks[name].append(_mark(broker, source, day))
-            step("marked", _at(day, 16, 0).now(), i + 1, len(days))
-            if i + 1 < len(days):
-                clock = _at(day, 20, 0)
-                step("prepare", clock.now(), i + 1, len(days))
-                try:
-                    run_prepare(configs[SYSTEM], clock, source=source)
-                except PrepError as exc:
-                    raise exc.__class__(f"backtest scan of {day}: {exc}") from exc
+        replay = _replay_context(cfg, workdir, gate_off_twin, source, benchmarks, days[0],
+                                 on_step or (lambda *a: None), len(days))
+        nights = _replay_nights(replay, first_scan, days)
     finally:
         if owned_tmp is not None:
             owned_tmp.cleanup()
-    equity = pd.DataFrame(marks, index=pd.Index([first_scan, *days], name="session"))
+    equity = pd.DataFrame(replay.marks, index=pd.Index([first_scan, *days], name="session"))
     equity = equity[[c for c in (SYSTEM, NO_GATE, BUY_HOLD) if c in equity.columns]]
-    figures = {name: metrics.summary(equity[name], *totals[name], cfg.scoring.risk_free_rate)
+    figures = {name: metrics.summary(equity[name], *replay.totals[name], cfg.scoring.risk_free_rate)
                for name in equity.columns}
     return BacktestResult(start=days[0], end=days[-1], data_source=source.name, equity=equity, figures=figures,
                           nights=nights, seconds=time.perf_counter() - t0)
 
 
-def _session(day, i, total, configs, bh_cfg, brokers, benchmarks, plan_file, source, step, totals) -> Night:
-    """Validate and execute the plan for ``day`` in every workspace; rebalance BUY_HOLD."""
+def _backtest_sessions(start: dt.date, end: dt.date) -> list[dt.date]:
+    """The trading sessions in [start, end]; BadInputError when the range is reversed or has none."""
+    if start > end:
+        raise BadInputError(f"--start {start} is after --end {end}; swap them.")
+    days = sessions.sessions_between(start, end)
+    if not days:
+        raise BadInputError(f"there is no trading session between {start} and {end}; widen the range.")
+    return days
+
+
+@dataclasses.dataclass
+class _Replay:
+    """What every night of one backtest shares: the workspaces, the brokers and the running sums."""
+
+    configs: dict[str, Config]            # account -> its scratch config (SYSTEM, maybe NO_GATE)
+    bh_cfg: Config                        # BUY_HOLD's scratch config
+    brokers: dict[str, SimulatedBroker]   # account (the above and BUY_HOLD) -> its broker
+    benchmarks: dict[str, float]          # BUY_HOLD's weights (fractions)
+    plan_file: dict[str, Path]            # account -> its plan file
+    source: CachedSource
+    step: Step
+    total: int                            # sessions in the backtest
+    marks: dict[str, list[float]]         # account -> equity at the start, then each session's close (dollars)
+    totals: dict[str, list[float]]        # account -> [dollars bought, dollars sold]
+
+
+def _replay_context(cfg: Config, workdir: Path, gate_off_twin: bool, source: CachedSource,
+                    benchmarks: dict[str, float], first_day: dt.date, step: Step, total: int) -> _Replay:
+    """The scratch configs under ``workdir`` and a simulated broker per account, each holding the starting cash."""
+    cash = cfg.broker.simulated.starting_cash
+    configs = {SYSTEM: scratch_config(cfg, workdir / "system", cfg.validation.retention_threshold)}
+    if gate_off_twin:
+        configs[NO_GATE] = scratch_config(cfg, workdir / "no_gate", 0.0)
+    bh_cfg = scratch_config(cfg, workdir / "buy_hold", cfg.validation.retention_threshold)
+    brokers = {name: SimulatedBroker(source, None, first_day, cash) for name in [*configs, BUY_HOLD]}
+    return _Replay(configs=configs, bh_cfg=bh_cfg, brokers=brokers, benchmarks=benchmarks,
+                   plan_file={name: c.path(c.paths.plan) for name, c in configs.items()},
+                   source=source, step=step, total=total,
+                   marks={name: [cash] for name in brokers}, totals={name: [0.0, 0.0] for name in brokers})
+
+
+def _replay_nights(replay: _Replay, first_scan: dt.date, days: list[dt.date]) -> list[Night]:
+    """The scan of ``first_scan``, then per session: validate, execute, mark, and the evening's scan.
+
+    Raises:
+        PrepError: of the same class as the failure, its message naming the session or scan.
+    """
+    system_cfg, source, step = replay.configs[SYSTEM], replay.source, replay.step
+    nights: list[Night] = []
+    clock = _at(first_scan, 20, 0)
+    step("prepare", clock.now(), 0, len(days))
+    run_prepare(system_cfg, clock, source=source)
+    for i, day in enumerate(days):
+        try:
+            nights.append(_session(day, i, replay))
+        except PrepError as exc:
+            raise exc.__class__(f"backtest session {day}: {exc}") from exc
+        for name, broker in replay.brokers.items():
+            replay.marks[name].append(_mark(broker, source, day))
+        step("marked", _at(day, 16, 0).now(), i + 1, len(days))
+        if i + 1 < len(days):
+            clock = _at(day, 20, 0)
+            step("prepare", clock.now(), i + 1, len(days))
+            try:
+                run_prepare(system_cfg, clock, source=source)
+            except PrepError as exc:
+                raise exc.__class__(f"backtest scan of {day}: {exc}") from exc
+    return nights
+
+
+def _session(day: dt.date, i: int, replay: _Replay) -> Night:
+    """Validate and execute the plan for ``day`` (session ``i`` of the backtest) in every workspace;
+    rebalance BUY_HOLD.  Adds each account's fills to ``replay.totals``."""
+    configs, brokers, plan_file, totals = replay.configs, replay.brokers, replay.plan_file, replay.totals
     for broker in brokers.values():
         broker.move_to(day)
     for name in configs:
@@ -238,21 +279,22 @@ def _session(day, i, total, configs, bh_cfg, brokers, benchmarks, plan_file, sou
     checked, plan_id = 0, ""
     for name, c in configs.items():
         clock = _at(day, 9, 0)
-        step("validate", clock.now(), i, total)
-        v = run_validate(c, clock, source=source)
+        replay.step("validate", clock.now(), i, replay.total)
+        v = run_validate(c, clock, source=replay.source)
         vr = v.plan.validation_results
         checked, plan_id = len(vr.checks), v.plan.plan_id
         rejected[name] = sum(not chk.passed for chk in vr.checks.values())
         clock = _at(day, 9, 31)
-        step("execute", clock.now(), i, total)
+        replay.step("execute", clock.now(), i, replay.total)
         ex = run_execute(c, clock, broker=brokers[name])
         selected[name] = ex.strategy
         bought, sold = _filled(ex.report.orders)
         totals[name][0] += bought
         totals[name][1] += sold
         traded[name] = bought + sold
+    bh_cfg = replay.bh_cfg
     guards = default_guards(bh_cfg.execution, bh_cfg.path(bh_cfg.paths.kill_switch))
-    _, report = rebalance(benchmarks, brokers[BUY_HOLD], bh_cfg.execution, f"{day:%Y%m%d}-00000000",
+    _, report = rebalance(replay.benchmarks, brokers[BUY_HOLD], bh_cfg.execution, f"{day:%Y%m%d}-00000000",
                           Journal(None), guards, dry_run=False)
     bought, sold = _filled(report.orders)
     totals[BUY_HOLD][0] += bought

@@ -30,7 +30,7 @@ from trading_system.prepare.run import HISTORY_DAYS, TooLittleHistory
 from trading_system.present.charts import equity_chart
 from trading_system.progress import Reporter
 from trading_system.review.backtest import BUY_HOLD, NO_GATE, SYSTEM, BacktestResult, default_source, run_backtest
-from trading_system.state.plan import write_json_atomic
+from trading_system.state.atomic import write_json_atomic
 
 
 def survivorship_note(cfg: Config) -> str:

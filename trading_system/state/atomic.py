@@ -2,7 +2,8 @@
 
 A crash leaves either the old file or the new one, never half of one, and perhaps a temp
 file ``.{name}.pid{PID}.{random}.tmp`` that a killed run could not remove: ``clean_orphans``
-removes those on the next run, once their writer is gone.
+removes those on the next run, once their writer is gone.  ``write_json_atomic`` writes JSON
+this way, refusing a NaN or an infinity (``strict_json``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import pydantic_core
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ MIN_AGE_SECONDS = 60.0
 OLD_PATTERN_AGE_SECONDS = 3600.0
 
 
-def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
+def atomic_write(path: Path | str, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` to fill a temp file beside ``path``, fsync it, and rename it over ``path``.
 
     The folder is created if needed; on any error the temp file is removed and the
@@ -49,6 +52,39 @@ def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def strict_json(payload: bytes, path: Path) -> bytes:
+    """``payload`` (JSON encoded with NaN / inf as constants) plus a newline, once pydantic-core has
+    re-read it with ``allow_inf_nan=False`` (~0.5 ms for a plan).
+
+    Raises:
+        ValueError: the payload holds a NaN or an infinity.  JSON has neither, and pydantic's
+            default (``null``) would turn a broken figure into "no value" without a word; a
+            caller that means "no value" says so explicitly (``None``) instead.
+    """
+    if b"NaN" not in payload and b"Infinity" not in payload:
+        return payload + b"\n"  # neither constant anywhere: no parse needed (a byte search is ~100x cheaper)
+    try:
+        pydantic_core.from_json(payload, allow_inf_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"refusing to write {path}: it would hold a NaN or an infinity ({exc}); "
+                         "a missing figure must be None") from exc
+    return payload + b"\n"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temp file in the same folder, fsync, then ``os.replace``.
+
+    A crash leaves either the old file or the new one, never half of one.  Encoded by
+    pydantic-core (stdlib ``json`` falls back to its pure-Python encoder once ``indent``
+    is set, ~25x slower on a plan); dates and datetimes as ISO 8601, other objects by ``str``.
+
+    Raises:
+        ValueError: ``data`` holds a NaN or an infinity (nothing is written; see ``strict_json``).
+    """
+    payload = strict_json(pydantic_core.to_json(data, indent=2, fallback=str, inf_nan_mode="constants"), path)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def _alive(pid: int) -> bool:

@@ -15,17 +15,16 @@ import os
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Final, Iterator, Literal
 
-import pydantic_core
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trading_system.errors import LockHeldError, PlanError
-from trading_system.state.atomic import atomic_write
+from trading_system.errors import LockHeldError, PlanError, first_problem
+from trading_system.state.atomic import atomic_write, strict_json
 from trading_system.vocabulary import STRATEGY_NAMES, StrategyName
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):
@@ -167,7 +166,7 @@ class Plan(_Model):
         return "validated" if self.validation_results is not None else "prepared"
 
 
-def _check_validation(vr: ValidationResults, strategies: dict[str, Strategy]) -> None:
+def _check_validation(vr: ValidationResults, strategies: dict[StrategyName, Strategy]) -> None:
     """``validation_results`` must fit the evening strategies it validated.
 
     The selected strategy has a validated entry; each validated strategy exists in the evening
@@ -182,7 +181,8 @@ def _check_validation(vr: ValidationResults, strategies: dict[str, Strategy]) ->
         field = f"{where}.validated_strategies.{name}"
         if name not in strategies:
             raise ValueError(f"{field} is not one of the plan's strategies")
-        extra = sorted(set(v.validated_allocations) - set(strategies[name].allocations))
+        evening = strategies[StrategyName(name)]  # a plan's strategy, so a StrategyName
+        extra = sorted(set(v.validated_allocations) - set(evening.allocations))
         if extra:
             raise ValueError(f"{field}.validated_allocations holds {', '.join(extra)}, "
                              f"which strategies.{name}.allocations does not")
@@ -194,39 +194,6 @@ def _check_validation(vr: ValidationResults, strategies: dict[str, Strategy]) ->
         failed = sorted(s for s in v.validated_allocations if not vr.checks[s].passed)
         if failed:
             raise ValueError(f"{field}.validated_allocations keeps {', '.join(failed)}, whose check did not pass")
-
-
-def _strict_json(payload: bytes, path: Path) -> bytes:
-    """``payload`` (JSON encoded with NaN / inf as constants) plus a newline, once pydantic-core has
-    re-read it with ``allow_inf_nan=False`` (~0.5 ms for a plan).
-
-    Raises:
-        ValueError: the payload holds a NaN or an infinity.  JSON has neither, and pydantic's
-            default (``null``) would turn a broken figure into "no value" without a word; a
-            caller that means "no value" says so explicitly (``None``) instead.
-    """
-    if b"NaN" not in payload and b"Infinity" not in payload:
-        return payload + b"\n"  # neither constant anywhere: no parse needed (a byte search is ~100x cheaper)
-    try:
-        pydantic_core.from_json(payload, allow_inf_nan=False)
-    except ValueError as exc:
-        raise ValueError(f"refusing to write {path}: it would hold a NaN or an infinity ({exc}); "
-                         "a missing figure must be None") from exc
-    return payload + b"\n"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file in the same folder, fsync, then ``os.replace``.
-
-    A crash leaves either the old file or the new one, never half of one.  Encoded by
-    pydantic-core (stdlib ``json`` falls back to its pure-Python encoder once ``indent``
-    is set, ~25x slower on a plan); dates and datetimes as ISO 8601, other objects by ``str``.
-
-    Raises:
-        ValueError: ``data`` holds a NaN or an infinity (nothing is written; see ``_strict_json``).
-    """
-    payload = _strict_json(pydantic_core.to_json(data, indent=2, fallback=str, inf_nan_mode="constants"), path)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def load_plan(path: Path) -> Plan | None:
@@ -259,12 +226,10 @@ def load_plan(path: Path) -> Plan | None:
 
 def _plan_problem(path: Path, exc: ValidationError, fix: str) -> str:
     """One sentence for the first error pydantic found, naming the field (``a.b.c``) where it has one."""
-    first = exc.errors()[0]
-    if first["type"] == "json_invalid":
-        return f"{path} is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}); {fix}"
-    where = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{path} is not a valid plan ({where + ': ' if where else ''}{msg}); {fix}"
+    problem = first_problem(exc)
+    if problem.kind == "json_invalid":
+        return f"{path} is not valid JSON ({problem.message.removeprefix('Invalid JSON: ')}); {fix}"
+    return f"{path} is not a valid plan ({problem.clause()}); {fix}"
 
 
 def save_plan(path: Path, plan: Plan) -> None:
@@ -278,7 +243,7 @@ def save_plan(path: Path, plan: Plan) -> None:
         ValueError: the plan holds a NaN or an infinity (``config`` is free-form), or does not
             validate; nothing is written.  That is a bug, not an input to report.
     """
-    payload = _strict_json(plan.model_dump_json(indent=2).encode(), path)   # NaN as constants: see _Model
+    payload = strict_json(plan.model_dump_json(indent=2).encode(), path)   # NaN as constants: see _Model
     try:
         Plan.model_validate_json(payload)
     except ValidationError as exc:
