@@ -31,11 +31,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # ruff (pyflakes, pycodestyle, isort, bugbear, complexity <= 12), the import layers (import-linter) and
-# mypy on state/ and broker/
+# mypy on state/, broker/, execute/ and marketdata/
 check: $(STAMP)
 	$(BIN)/ruff check trading_system tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/mypy trading_system/state trading_system/broker
+	$(BIN)/mypy trading_system/state trading_system/broker trading_system/execute trading_system/marketdata
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

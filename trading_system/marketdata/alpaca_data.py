@@ -54,6 +54,12 @@ def _alpaca_refusal(exc: Exception) -> str:
     return f"Alpaca's latest trades: HTTP {status}: {message}"
 
 
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    """Log a retried read of the latest trades (the failure, and which attempt comes next)."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    log.warning("Alpaca latest trades: %s; retry %d", failure, state.attempt_number)
+
+
 def alpaca_latest_trades(symbols: list[str], session: dt.date,
                          settings: AlpacaBrokerConfig | None = None) -> dict[str, Quote]:
     """Latest trades from Alpaca's market data (alpaca-py): ``{symbol: Quote}`` in dollars, dated ``session`` (ET).
@@ -85,8 +91,7 @@ def alpaca_latest_trades(symbols: list[str], session: dt.date,
         retry=tenacity.retry_if_exception(_transient), reraise=True,
         stop=tenacity.stop_after_attempt(settings.read_attempts),
         wait=tenacity.wait_exponential(multiplier=settings.retry_wait_seconds, max=8.0),
-        before_sleep=lambda st: log.warning("Alpaca latest trades: %s; retry %d", st.outcome.exception(),
-                                            st.attempt_number))
+        before_sleep=_log_retry)
     request = StockLatestTradeRequest(symbol_or_symbols=symbols)
     try:
         trades = retrying(client.get_stock_latest_trade, request)

@@ -218,7 +218,7 @@ class PolygonClient:
                 body = resp.json()
             except ValueError as exc:
                 raise _Retryable("a 200 answer that is not JSON") from exc
-            if not isinstance(body, (dict, list)):
+            if not isinstance(body, dict):  # every endpoint used answers an object; a list is no answer
                 raise DataError(f"Polygon answered {what} with an unexpected body; try again later.")
             return body
         msg = _message(resp)
