@@ -68,7 +68,7 @@ def main(latency_ms: float = 50.0, fill_delay: float = 0.2) -> None:
             cfg = ExecutionConfig(poll_interval_seconds=1.0, sell_fill_timeout_seconds=30)
             t0 = time.perf_counter()
             _, report = rebalance(weights, broker, cfg, "20210420-bench000", Journal(folder / "j.jsonl"),
-                                  default_guards(cfg, folder / "KILL_SWITCH"), False, prices=prices,
+                                  default_guards(cfg, folder / "KILL_SWITCH"), prices=prices,
                                   since=dt.datetime(2021, 4, 20, tzinfo=ET))
             wall = time.perf_counter() - t0
         execution.wait_for_fills = real_wait

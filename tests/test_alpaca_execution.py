@@ -27,7 +27,7 @@ def run(fake, plan, tmp_path, cfg=CFG, journal="j.jsonl", prices=None):
     b.retry_wait = 0.01
     j = Journal(tmp_path / journal)
     _, report = rebalance(weights_of(plan), b, cfg, PLAN, j, default_guards(cfg, tmp_path / "KILL_SWITCH"),
-                          False, prices=prices, since=SINCE)
+                          prices=prices, since=SINCE)
     return report, j
 
 

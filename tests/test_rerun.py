@@ -51,7 +51,7 @@ def run(fake, plan, tmp_path, cfg: ExecutionConfig):
     """One `execute` of the plan; every run of a test shares the journal ``j.jsonl``."""
     journal = Journal(tmp_path / "j.jsonl")
     _, report = rebalance(weights_of(plan), broker(fake), cfg, PLAN, journal,
-                          default_guards(cfg, tmp_path / "KILL_SWITCH"), False, since=SINCE)
+                          default_guards(cfg, tmp_path / "KILL_SWITCH"), since=SINCE)
     return report, journal
 
 

@@ -175,10 +175,12 @@ def test_a_transient_broker_error_keeps_the_plan_and_a_rerun_finishes(tmp_path, 
 
 
 def test_a_dry_run_never_reaches_the_real_broker_and_no_buy_goes_out_after_the_close(tmp_path):
-    """Review findings: ``rebalance(dry_run=True)`` wraps any broker in a DryRunBroker, and buys
-    are not sent once the market has closed (a DAY order would queue for the next session)."""
+    """Review findings: a dry run is a DryRunBroker (``rebalance`` has no flag that could pair
+    "dry" with a real broker), and buys are not sent once the market has closed (a DAY order
+    would queue for the next session)."""
     import datetime as dt
 
+    from trading_system.broker.dryrun import DryRunBroker
     from trading_system.broker.simulated import SimulatedBroker
     from trading_system.config import ExecutionConfig
     from trading_system.execute.rebalance import Journal, rebalance
@@ -189,12 +191,12 @@ def test_a_dry_run_never_reaches_the_real_broker_and_no_buy_goes_out_after_the_c
     store = BarStore(SAMPLE)
     account = tmp_path / "acct.json"
     real = SimulatedBroker(store, account, dt.date(2021, 4, 20), 100_000.0)
-    _, dry = rebalance({"AAPL": 0.5, "MSFT": 0.5}, real, cfg, "20210420-00000001", Journal(None),
-                       default_guards(cfg, tmp_path / "KILL"), dry_run=True)
+    _, dry = rebalance({"AAPL": 0.5, "MSFT": 0.5}, DryRunBroker(real), cfg, "20210420-00000001", Journal(None),
+                       default_guards(cfg, tmp_path / "KILL"))
     assert {o.status for o in dry.orders} == {"dry_run"} and not account.exists()
     assert real.get_positions() == {}
     _, late = rebalance({"AAPL": 0.5, "MSFT": 0.5}, real, cfg, "20210420-00000002", Journal(None),
-                        default_guards(cfg, tmp_path / "KILL"), dry_run=False, market_open=lambda: False)
+                        default_guards(cfg, tmp_path / "KILL"), market_open=lambda: False)
     assert late.orders == [] and real.get_positions() == {}
     assert {s for s, _, why in late.skipped if "market closed" in why} == {"AAPL", "MSFT"}
 

@@ -277,7 +277,7 @@ def _earlier(known: Mapping[str, Order | None], journal: Journal, records: Seque
 
 
 def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, plan_id: str,
-              journal: Journal, guards: Sequence[Guard], dry_run: bool, prices: Mapping[str, float] | None = None,
+              journal: Journal, guards: Sequence[Guard], prices: Mapping[str, float] | None = None,
               since: dt.datetime | None = None,
               market_open: Callable[[], bool] = lambda: True) -> tuple[OrderPlan, ExecutionReport]:
     """Rebalance the account to ``weights`` (fractions) in two phases; see the module docstring.
@@ -285,16 +285,15 @@ def rebalance(weights: dict[str, float], broker: Broker, cfg: ExecutionConfig, p
     ``prices`` (dollars, e.g. the morning's validated prices) size whole-share buys of
     assets that are not fractionable; ``since`` (tz-aware) bounds order lookups to the session.
     ``market_open()`` is asked before the buys: after the close they are not sent (Alpaca would
-    queue a DAY order for the next session's open).  A dry run always goes through a
-    ``DryRunBroker``, whatever broker it is handed.
+    queue a DAY order for the next session's open).  A dry run is a ``DryRunBroker``: there is
+    no flag of its own, so "dry" can never be paired with a broker that sends.
 
     Raises:
         BrokerError: the account is blocked, a guard refused the run (nothing was sent; a dry
             run goes on and marks what would be refused, see ``ExecutionReport.refusals``), or
             the broker could not be asked whether an order landed (the journal keeps the state).
     """
-    if dry_run and not isinstance(broker, DryRunBroker):
-        broker = DryRunBroker(broker)
+    dry_run = isinstance(broker, DryRunBroker)  # the dry run IS the broker: nothing else can send
     before = broker.get_account()
     if before.trading_blocked or before.account_blocked:
         raise BrokerError("the broker account is blocked from trading; nothing was sent. "

@@ -133,7 +133,7 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
         guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
         prices = _sizing_prices(plan)
         since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
-        _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards, dry_run,
+        _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards,
                               prices=prices, since=since,
                               market_open=lambda: dry_run or market_clock.still_open(broker))
         path, kept = None, False

@@ -295,7 +295,7 @@ def _session(day: dt.date, i: int, replay: _Replay) -> Night:
     bh_cfg = replay.bh_cfg
     guards = default_guards(bh_cfg.execution, bh_cfg.path(bh_cfg.paths.kill_switch))
     _, report = rebalance(replay.benchmarks, brokers[BUY_HOLD], bh_cfg.execution, f"{day:%Y%m%d}-00000000",
-                          Journal(None), guards, dry_run=False)
+                          Journal(None), guards)
     bought, sold = _filled(report.orders)
     totals[BUY_HOLD][0] += bought
     totals[BUY_HOLD][1] += sold
