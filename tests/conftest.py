@@ -78,3 +78,23 @@ class Prep:
 @pytest.fixture
 def prep(workspace: Path) -> Prep:
     return Prep(workspace)
+
+
+@pytest.fixture(scope="module")
+def fake():
+    """The loopback Polygon fake (tests/fakes/polygon_server.py), one per test module; each module
+    resets its faults and requests in its own autouse fixture."""
+    from fakes.polygon_server import PolygonFake
+
+    with PolygonFake() as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def alpaca():
+    """The loopback Alpaca market-data fake (tests/fakes/alpaca_data_server.py), one per test module
+    (tests/test_doctor.py overrides it with the Trading API fake)."""
+    from fakes.alpaca_data_server import AlpacaDataFake
+
+    with AlpacaDataFake() as f:
+        yield f

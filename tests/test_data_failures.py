@@ -19,8 +19,6 @@ import time
 import pytest
 
 from conftest import SAMPLE, Prep
-from fakes.alpaca_data_server import AlpacaDataFake
-from fakes.polygon_server import PolygonFake
 from trading_system import sessions
 from trading_system.config import load_config
 from trading_system.errors import DataError
@@ -39,18 +37,6 @@ FAST = ("polygon:\n  plan: {plan}\n  requests_per_minute: 100000\n  backoff_seco
         "  max_backoff_seconds: 0.05\n  max_retries: 1\n  timeout_seconds: 0.5\n"
         "broker:\n  alpaca:\n    read_attempts: 2\n    retry_wait_seconds: 0.01\n"
         "    timeout_seconds: 0.3\n    connect_timeout_seconds: 0.3\n")
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with PolygonFake() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-def alpaca():
-    with AlpacaDataFake() as f:
-        yield f
 
 
 @pytest.fixture(autouse=True)

@@ -4,17 +4,10 @@ import datetime as dt
 
 import pytest
 
-from fakes.polygon_server import PolygonFake
 from trading_system.config import PolygonConfig
 from trading_system.errors import ConfigError, DataError
 from trading_system.marketdata.polygon import NotEntitledError, NotPublishedError, PolygonClient, _retry_after
 from trading_system.marketdata.ratelimit import TokenBucket
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with PolygonFake() as f:
-        yield f
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,6 @@ import json
 import pytest
 
 from conftest import SAMPLE, Prep, write_config
-from fakes.alpaca_data_server import AlpacaDataFake
-from fakes.polygon_server import PolygonFake
 from trading_system import sessions
 from trading_system.prepare.run import HISTORY_DAYS
 
@@ -20,18 +18,6 @@ EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"
 SCAN, TARGET = dt.date(2021, 4, 19), dt.date(2021, 4, 20)
 FAST = ("polygon:\n  plan: {plan}\n  requests_per_minute: 600000\n  backoff_seconds: 0.01\n"
         "  max_backoff_seconds: 0.05\n  max_retries: 3\n  timeout_seconds: 0.5\n")
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with PolygonFake() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-def alpaca():
-    with AlpacaDataFake() as f:
-        yield f
 
 
 @pytest.fixture(autouse=True)

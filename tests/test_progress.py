@@ -32,12 +32,6 @@ FAST = ("polygon:\n  plan: paid\n  requests_per_minute: 600000\n  backoff_second
 LINE = re.compile(r"^(?P<label>polygon fill|backtest): (?P<done>\d+)/(?P<total>\d+) sessions \((?P<pct>\d+) %\)")
 
 
-@pytest.fixture(scope="module")
-def fake():
-    with PolygonFake() as f:
-        yield f
-
-
 @pytest.fixture(autouse=True)
 def env(fake, monkeypatch):
     fake.faults.clear()
