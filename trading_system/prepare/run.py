@@ -117,10 +117,8 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     plan_path = cfg.path(cfg.paths.plan)
     result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False,
                            plan_path=str(plan_path))
-    result.warnings += _preflight(cfg, clock) if injected is None else []
-    problem = source.premarket_source_problem()
-    if problem and not any(problem in w for w in result.warnings):
-        result.warnings.append(problem)
+    if injected is None:  # the cron path: the doctor's local checks in brief, the morning's price source among them
+        result.warnings = _preflight(cfg, clock)
     for warning in result.warnings:
         log.warning("prepare: %s", warning)
     if dry_run:
