@@ -563,7 +563,7 @@ def test_last_row_rsi_is_the_full_rsi_to_the_bit(raw_bars):
 
 def test_grouped_symbols_factorize_like_pandas(raw_bars):
     """Rows grouped by symbol in order are factorized from their runs; anything else falls back."""
-    from trading_system.prepare.scoring import _factorize_grouped
+    from trading_system.prepare.panels import factorize_grouped as _factorize_grouped
 
     column = raw_bars.sort_values(["symbol", "date"])["symbol"].astype("str")
     codes, symbols = _factorize_grouped(column)

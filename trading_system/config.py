@@ -13,31 +13,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from trading_system.errors import ConfigError, first_problem
-
-#: A fraction of a whole in (0, 1] (weights, thresholds, coverage), never a percent.
-Fraction = Annotated[float, Field(gt=0, le=1)]
-#: A fraction that may be 0 (a switch-off value), in [0, 1].
-Fraction0 = Annotated[float, Field(ge=0, le=1)]
-#: A count of names or sessions, at least 1.
-Count = Annotated[int, Field(ge=1)]
-#: Seconds to wait, strictly positive (a zero or negative wait polls forever or crashes).
-Seconds = Annotated[float, Field(gt=0)]
-#: Dollars that may be 0 (a floor that is off at 0).
-Dollars0 = Annotated[float, Field(ge=0)]
-#: Score points, in [0, 100].
-Points = Annotated[float, Field(ge=0, le=100)]
+from trading_system.prepare.scanners.settings import ScannerEntry, check_entries
+from trading_system.settings_types import Count, Dollars0, Fraction, Fraction0, Points, Strict
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan=False: ``nan``/``.inf`` in YAML is refused at load for every float,
-    # so no guard or wait can be switched off or made endless by a non-finite number.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class PathsConfig(_Strict):
+class PathsConfig(Strict):
     """File locations, relative to the config file's folder."""
 
     plan: str = Field("pending_trades.json", min_length=1)
@@ -47,7 +30,7 @@ class PathsConfig(_Strict):
     kill_switch: str = Field("KILL_SWITCH", min_length=1)
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Where bars come from. ``sample`` is the bundled real data (no keys, no network).
 
     ``min_coverage``: the fraction of the universe that must have a bar on the scan's
@@ -63,7 +46,7 @@ class DataConfig(_Strict):
     allow_empty_sessions: bool = False
 
 
-class UniverseConfig(_Strict):
+class UniverseConfig(Strict):
     """Which tickers are scanned: the constituents file plus a watchlist, minus exclusions."""
 
     constituents_file: str = Field("data/sample/constituents.csv", min_length=1)
@@ -77,7 +60,7 @@ class UniverseConfig(_Strict):
     types: list[str] = Field(default_factory=lambda: ["CS", "ETF"])  # Polygon ticker types kept ([] = off)
 
 
-class RsiFitConfig(_Strict):
+class RsiFitConfig(Strict):
     """Piecewise-linear RSI fit: 0 at or under ``zero_below``, 1 on [full_from, full_to], 0 at ``zero_above``.
 
     RSI points, each in [0, 100].
@@ -95,7 +78,7 @@ class RsiFitConfig(_Strict):
         return self
 
 
-class ScoreWeightsConfig(_Strict):
+class ScoreWeightsConfig(Strict):
     """Points of each term of the composite score (DESIGN §4), each in [0, 100]."""
 
     sharpe: Points = 50.0
@@ -111,7 +94,7 @@ class ScoreWeightsConfig(_Strict):
         return self
 
 
-class ScoringConfig(_Strict):
+class ScoringConfig(Strict):
     """Indicator windows and score shape (DESIGN §4). Windows count sessions (bars).
 
     Ranges: windows >= 2 sessions; ``trend_band`` and ``drawdown_threshold`` are fractions;
@@ -138,7 +121,7 @@ class ScoringConfig(_Strict):
         return self
 
 
-class EligibilityConfig(_Strict):
+class EligibilityConfig(Strict):
     """Who may be scored: price and liquidity floors (dollars, 0 = off)."""
 
     min_price: Dollars0 = 5.0
@@ -146,7 +129,7 @@ class EligibilityConfig(_Strict):
     dollar_volume_window: Count = 20
 
 
-class BucketsConfig(_Strict):
+class BucketsConfig(Strict):
     """Buckets by annualised volatility (fractions, CORE <= core < SPEC <= spec < ASYM) and the
     minimum score of a pick (points in [0, 100])."""
 
@@ -161,7 +144,7 @@ class BucketsConfig(_Strict):
         return self
 
 
-class StrategiesConfig(_Strict):
+class StrategiesConfig(Strict):
     """The four strategies (DESIGN §5): benchmark weights positive and summing to 1, counts >= 1."""
 
     benchmarks: dict[str, Fraction] = Field(default_factory=lambda: {"SPY": 0.6, "QQQ": 0.4})
@@ -178,7 +161,7 @@ class StrategiesConfig(_Strict):
         return self
 
 
-class ValidationConfig(_Strict):
+class ValidationConfig(Strict):
     """Morning gate and strategy selection (DESIGN §6). Fractions, not percent.
 
     ``max_unpriced_fraction``: when more than this fraction of the picks has no pre-market
@@ -201,7 +184,7 @@ class ValidationConfig(_Strict):
         return self
 
 
-class ExecutionConfig(_Strict):
+class ExecutionConfig(Strict):
     """Order sizing and safety (DESIGN §7). Money in dollars, fractions of equity.
 
     Pre-trade limits are relative to the account's equity so they fit any account:
@@ -231,14 +214,14 @@ class ExecutionConfig(_Strict):
         return self
 
 
-class SimulatedBrokerConfig(_Strict):
+class SimulatedBrokerConfig(Strict):
     """The offline broker: a flat-file account that fills at the session's open."""
 
     starting_cash: float = Field(100_000.0, gt=0)
     account_file: str = Field("data/sim_account.json", min_length=1)
 
 
-class AlpacaBrokerConfig(_Strict):
+class AlpacaBrokerConfig(Strict):
     """alpaca-py settings. Keys and paper/live come from the environment (ALPACA_API_KEY,
     ALPACA_SECRET_KEY, ALPACA_PAPER, ALPACA_BASE_URL), never from this file."""
 
@@ -249,7 +232,7 @@ class AlpacaBrokerConfig(_Strict):
     retry_wait_seconds: float = Field(0.5, ge=0, le=60)        # first back-off; doubles, capped at 8 s
 
 
-class BrokerConfig(_Strict):
+class BrokerConfig(Strict):
     """Which broker executes: ``simulated`` (offline default) or ``alpaca``."""
 
     kind: Literal["simulated", "alpaca"] = "simulated"
@@ -257,7 +240,7 @@ class BrokerConfig(_Strict):
     alpaca: AlpacaBrokerConfig = AlpacaBrokerConfig()
 
 
-class PolygonConfig(_Strict):
+class PolygonConfig(Strict):
     """Polygon (Massive) REST client settings."""
 
     requests_per_minute: float = Field(5.0, gt=0, le=1_000_000)
@@ -280,7 +263,7 @@ class PolygonConfig(_Strict):
 NotifyEvent = Literal["plan_ready", "validated", "orders_done", "failure", "kill_switch"]
 
 
-class NotifyConfig(_Strict):
+class NotifyConfig(Strict):
     """Alerts through Apprise (DESIGN §1): ``urls`` (Apprise URLs: tgram://, discord://, slack://,
     mailto://, ntfy://, json:// ...; they may hold secrets, so they are never logged) and ``events``,
     which of plan_ready, validated, orders_done, failure, kill_switch to send.  ``timeout_seconds``
@@ -292,7 +275,7 @@ class NotifyConfig(_Strict):
     timeout_seconds: float = Field(10.0, gt=0, le=120)
 
 
-class LoggingConfig(_Strict):
+class LoggingConfig(Strict):
     """Rotating log file ``logs/pre_market_prep.log``."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -300,7 +283,7 @@ class LoggingConfig(_Strict):
     backups: int = Field(5, ge=0, le=100)
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole ``config.yaml``. ``root`` is the folder of the file (not a YAML key)."""
 
     paths: PathsConfig = PathsConfig()
@@ -316,8 +299,14 @@ class Config(_Strict):
     polygon: PolygonConfig = PolygonConfig()
     notify: NotifyConfig = NotifyConfig()
     logging: LoggingConfig = LoggingConfig()
+    scanners: list[ScannerEntry] = Field(default_factory=list)   # DESIGN §10; see prepare/scanners/settings.py
 
     root: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _scanners(self) -> "Config":
+        check_entries(self.scanners)
+        return self
 
     def path(self, relative: str) -> Path:
         """Resolve a config path against the config file's folder."""

@@ -6,6 +6,7 @@ plan files, dict keys and printed tables read exactly as before, while the code 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -24,3 +25,7 @@ STRATEGY_NAMES: tuple[StrategyName, ...] = tuple(StrategyName)
 CONTESTANTS: tuple[StrategyName, ...] = (StrategyName.TACTICAL, StrategyName.SPEC, StrategyName.ASYM)
 #: What trades when no contestant holds up: BUY_HOLD is the fallback, never a contestant.
 FALLBACK = StrategyName.BUY_HOLD
+
+#: A US equity ticker as the orders accept it: 1-5 capitals and an optional class suffix (BRK.B).
+#: A symbol that does not match never reaches a URL (execute) nor a universe (a scanner's find).
+SYMBOL_PATTERN = re.compile(r"^[A-Z]{1,5}([.][A-Z]{1,2})?$")

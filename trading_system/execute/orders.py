@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
 from trading_system.broker.base import Account, Order, OrderRequest, Position
 from trading_system.config import ExecutionConfig
-
-SYMBOL_PATTERN = re.compile(r"^[A-Z]{1,5}([.][A-Z]{1,2})?$")
+from trading_system.vocabulary import SYMBOL_PATTERN
 
 
 def client_order_id(plan_id: str, phase: str, symbol: str) -> str:

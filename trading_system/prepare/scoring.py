@@ -41,6 +41,15 @@ from trading_system.prepare.indicators import (
     wilder_rsi,
     wilder_rsi_last,
 )
+from trading_system.prepare.panels import (
+    EPOCH,
+    days_to_dates,
+    last_per_symbol,
+    long_arrays,
+    right_aligned,
+    rows_from_end,
+    to_date,
+)
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -65,78 +74,6 @@ SCAN_COLUMNS = (
 )
 RESCORE_COLUMNS = ("bars", "last_date", "close", *METRIC_COLUMNS, "score")
 
-_EPOCH = dt.date(1970, 1, 1)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _to_date(value) -> dt.date:
-    """A ``datetime.date`` from a date, datetime, Timestamp or ISO string."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return pd.Timestamp(value).date()
-
-
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    """Days since 1970-01-01 (int64) of a date column: date objects, datetime64 or arrow date32."""
-    dtype = dates.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        arr = pa.array(dates.array)
-        if pa.types.is_date(arr.type):
-            return np.asarray(pc.cast(pc.cast(arr, pa.date32()), pa.int32()), dtype=np.int64)
-        return pd.to_datetime(dates).to_numpy(dtype="datetime64[D]").astype(np.int64)
-    if dtype.kind == "M":
-        return dates.to_numpy(dtype="datetime64[D]").astype(np.int64)
-    values = dates.to_numpy()
-    try:  # datetime.date objects: arrow converts them in C, much faster than numpy
-        import pyarrow as pa
-
-        return np.asarray(pa.array(values, type=pa.date32()).cast(pa.int32()), dtype=np.int64)
-    except Exception:  # strings or mixed objects: slow but general
-        return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]").astype(np.int64)
-
-
-def _days_to_dates(days: np.ndarray) -> np.ndarray:
-    """int day numbers -> object array of ``datetime.date``; None for the "no bar" sentinel (int64 min)."""
-    out = np.empty(len(days), dtype=object)
-    ok = days >= np.iinfo(np.int32).min
-    out[ok] = days[ok].astype("datetime64[D]").astype(object)
-    out[~ok] = None
-    return out
-
-
-def _rows_from_end(codes: np.ndarray, n_symbols: int) -> np.ndarray:
-    """For rows sorted by (code, date): how many bars of the same symbol follow each row."""
-    if len(codes) == 0:
-        return np.empty(0, dtype=np.int64)
-    ends = np.cumsum(np.bincount(codes, minlength=n_symbols))
-    return ends[codes] - np.arange(len(codes)) - 1
-
-
-def _panel(codes: np.ndarray, values: np.ndarray, n_symbols: int, depth: int,
-           from_end: np.ndarray | None = None) -> np.ndarray:
-    """Right-aligned ``(depth, n_symbols)`` panel of ``values`` from rows sorted by (code, date).
-
-    Requires: ``codes`` non-decreasing (rows grouped by symbol, each group in date order);
-    ``from_end`` (optional) as :func:`_rows_from_end` gives it, to save recomputing it.
-    Sets: ``panel[depth - 1 - k, j]`` = the value of symbol j's k-th bar from its end;
-    NaN above a symbol's first bar.
-    """
-    panel = np.full((depth, n_symbols), np.nan)
-    if len(codes) == 0 or depth == 0:
-        return panel
-    if from_end is None:
-        from_end = _rows_from_end(codes, n_symbols)
-    keep = np.flatnonzero(from_end < depth)
-    # One scatter through the flat (row-major) index: twice as fast as a 2-D fancy assignment.
-    panel.ravel()[(depth - 1 - from_end[keep]) * n_symbols + codes[keep]] = values[keep]
-    return panel
 
 
 # --------------------------------------------------------------------------- indicators
@@ -149,58 +86,11 @@ def closes_panel(bars: pd.DataFrame, depth: int) -> tuple[pd.Index, np.ndarray]:
     Sets: column j of the panel holds the last ``depth`` closes (dollars) of ``symbols[j]``
     (symbols sorted), oldest first, NaN-padded on top for shorter histories.
     """
-    symbols, codes, _days, close, _volume = _arrays(bars)
-    return symbols, _panel(codes, close, len(symbols), depth)
+    symbols, codes, _days, close, _volume = long_arrays(bars)
+    return symbols, right_aligned(codes, close, len(symbols), depth)
 
 
 # --------------------------------------------------------------------------- the pipeline
-
-
-def _factorize_grouped(column: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """``pd.factorize(column, sort=True)`` for an Arrow string column already grouped in order.
-
-    The bar sources return rows sorted by symbol, so the codes are the run numbers and the
-    uniques the runs' first values: found by one C comparison of neighbours instead of a
-    hash table.  None (use ``pd.factorize``) unless the column is Arrow-backed, has no
-    null and its runs are strictly increasing (which proves it grouped and sorted).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not isinstance(column.dtype, (pd.StringDtype, pd.ArrowDtype)) or len(column) < 2:
-        return None
-    try:
-        arr = pa.array(column.array)
-    except (TypeError, pa.ArrowInvalid):
-        return None
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return None
-    n = len(arr)
-    starts = np.flatnonzero(np.append(True, np.asarray(pc.not_equal(arr.slice(1), arr.slice(0, n - 1)))))
-    runs = arr.take(pa.array(starts))
-    if len(runs) > 1 and not pc.all(pc.greater(runs.slice(1), runs.slice(0, len(runs) - 1))).as_py():
-        return None
-    codes = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.append(starts, n)))
-    return codes, np.asarray(runs.to_pylist(), dtype=object)
-
-
-def _arrays(bars: pd.DataFrame):
-    """(symbols, codes, days, close, volume) of long bars, rows sorted by (symbol, date)."""
-    symbols_col = bars["symbol"]
-    codes, symbols = _factorize_grouped(symbols_col) or pd.factorize(symbols_col, sort=True)
-    codes = np.asarray(codes, dtype=np.int64)
-    days = _day_numbers(bars["date"])
-    close = bars["close"].to_numpy(dtype=float, na_value=np.nan)
-    volume = bars["volume"].to_numpy(dtype=float, na_value=np.nan)
-    if len(codes) > 1:
-        step_code = np.diff(codes)
-        in_order = (step_code > 0) | ((step_code == 0) & (np.diff(days) > 0))
-        if not in_order.all():
-            order = np.lexsort((days, codes))
-            codes, days, close, volume = codes[order], days[order], close[order], volume[order]
-    return pd.Index(symbols, name="symbol", dtype=object), codes, days, close, volume
 
 
 def _depth(scoring: ScoringConfig, extra: int = 0) -> int:
@@ -212,7 +102,7 @@ def _depth(scoring: ScoringConfig, extra: int = 0) -> int:
 def _metrics(codes: np.ndarray, close: np.ndarray, n_symbols: int, scoring: ScoringConfig,
              depth: int, from_end: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every metric + the score of DESIGN §4, one value per symbol code (the shared code path)."""
-    closes = _panel(codes, close, n_symbols, depth, from_end)
+    closes = right_aligned(codes, close, n_symbols, depth, from_end)
     L = scoring.lookback
     sharpe, volatility = sharpe_volatility(closes, L, scoring.risk_free_rate, scoring.periods_per_year)
     rsi = wilder_rsi_last(_tail(closes, scoring.rsi_window), scoring.rsi_period)
@@ -222,15 +112,6 @@ def _metrics(codes: np.ndarray, close: np.ndarray, n_symbols: int, scoring: Scor
     score = composite_score(sharpe, rsi, tr, gl, mdd, scoring)
     out = {"sharpe": sharpe, "volatility": volatility, "rsi": rsi, "max_drawdown": mdd,
            "gradual_loss": gl, "trend": tr, "score": np.asarray(score, dtype=float)}
-    return out
-
-
-def _last_per_symbol(codes: np.ndarray, values: np.ndarray, n_symbols: int, fill):
-    """The value of each symbol's last row (rows sorted by (code, date))."""
-    out = np.full(n_symbols, fill, dtype=values.dtype)
-    if len(codes):
-        is_last = np.append(codes[1:] != codes[:-1], True)
-        out[codes[is_last]] = values[is_last]
     return out
 
 
@@ -261,16 +142,16 @@ def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
       "SPEC" when <= spec_max_volatility, else "ASYM"; "" for ineligible rows;
     - ``pick`` (bool): eligible and score >= ``buckets.min_score``.
     """
-    session = _to_date(session)
-    symbols, codes, days, close, volume = _arrays(bars)
+    session = to_date(session)
+    symbols, codes, days, close, volume = long_arrays(bars)
     n = len(symbols)
     dv_window = eligibility.dollar_volume_window
-    from_end = _rows_from_end(codes, n)
+    from_end = rows_from_end(codes, n)
     m = _metrics(codes, close, n, scoring, _depth(scoring, dv_window), from_end)
 
     counts = np.bincount(codes, minlength=n).astype(np.int64)
-    last_close = _last_per_symbol(codes, close, n, np.nan)
-    last_day = _last_per_symbol(codes, days, n, np.iinfo(np.int64).min)
+    last_close = last_per_symbol(codes, close, n, np.nan)
+    last_day = last_per_symbol(codes, days, n, np.iinfo(np.int64).min)
     dollar_volume = _median_dollar_volume(codes, close, volume, n, dv_window, from_end)
     reason = _ineligibility(counts, last_close, dollar_volume, last_day, session,
                             scoring.lookback, eligibility)
@@ -281,7 +162,7 @@ def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
     frame = pd.DataFrame(
         {
             "bars": counts,
-            "last_date": _days_to_dates(last_day),
+            "last_date": days_to_dates(last_day),
             "close": last_close,
             "dollar_volume": dollar_volume,
             **{k: m[k] for k in (*METRIC_COLUMNS, "score")},
@@ -299,7 +180,7 @@ def _median_dollar_volume(codes: np.ndarray, close: np.ndarray, volume: np.ndarr
                           window: int, from_end: np.ndarray) -> np.ndarray:
     """Each symbol's median close * volume over its last ``window`` bars (dollars; NaN if none)."""
     recent = from_end < window
-    dollar = _panel(codes[recent], close[recent] * volume[recent], n, window, from_end[recent])
+    dollar = right_aligned(codes[recent], close[recent] * volume[recent], n, window, from_end[recent])
     with np.errstate(invalid="ignore"):
         return (np.nanmedian(dollar, axis=0) if n and dollar.shape[0]
                 else np.full(n, np.nan))
@@ -309,7 +190,7 @@ def _ineligibility(counts: np.ndarray, last_close: np.ndarray, dollar_volume: np
                    last_day: np.ndarray, session: dt.date, lookback: int,
                    eligibility: EligibilityConfig) -> np.ndarray:
     """Per symbol the first failing eligibility rule's text (object array), "" when eligible."""
-    session_day = (session - _EPOCH).days
+    session_day = (session - EPOCH).days
     rules = [
         (counts < lookback + 1, f"fewer than {lookback + 1} bars"),
         (~(last_close >= eligibility.min_price), f"close under ${eligibility.min_price:,.2f}"),
@@ -347,7 +228,7 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     A symbol without history, or whose price is missing, not finite or not positive, gets
     ``bars`` 0 and NaN everywhere else (no eligibility is judged here).
     """
-    session = _to_date(session)
+    session = to_date(session)
     names = sorted(provisional)
     index = pd.Index(names, name="symbol", dtype=object)
     prices = np.array([_price(provisional[s]) for s in names], dtype=float)
@@ -358,10 +239,10 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     h_pos = np.empty(0, dtype=np.int64)
     h_close = np.empty(0)
     if len(history):
-        h_symbols, h_codes, h_days, h_close, _h_volume = _arrays(history)
+        h_symbols, h_codes, h_days, h_close, _h_volume = long_arrays(history)
         ok = {s for s, good in zip(names, usable) if good}
         wanted = np.array([s in ok for s in h_symbols], dtype=bool)
-        mask = (h_days < (session - _EPOCH).days) & wanted[h_codes]
+        mask = (h_days < (session - EPOCH).days) & wanted[h_codes]
         # Map history codes onto positions in `names`, then append one provisional row each.
         h_pos = pd.Index(names).get_indexer(h_symbols)[h_codes[mask]].astype(np.int64)
         h_close = h_close[mask]

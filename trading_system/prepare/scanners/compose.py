@@ -1,0 +1,37 @@
+"""``all_of`` / ``any_of``: a scanner made of others, run on the same night.
+
+``all_of`` keeps the symbols every part found, in the first part's order; ``any_of`` keeps the
+symbols any part found, in the order the parts found them.  Each part applies its own floors.
+A find's metadata holds each part's figures under ``"<part>.<key>"``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trading_system.prepare.scanners.base import ScanContext, Scanner, ScanResult
+
+if TYPE_CHECKING:
+    from trading_system.prepare.scanners.loader import Bound
+
+
+class Composite(Scanner):
+    """The intersection (``every``) or the union of its parts' finds."""
+
+    def __init__(self, parts: list[Bound], every: bool):
+        super().__init__()
+        self.parts, self.every = parts, every
+
+    def window(self) -> int:
+        return max(p.scanner.window() for p in self.parts)
+
+    def scan(self, ctx: ScanContext) -> ScanResult:
+        found: list[tuple[str, ScanResult]] = [(p.name, p.run(ctx)[0]) for p in self.parts]
+        if self.every:
+            common = set.intersection(*(set(r.symbols) for _, r in found))
+            symbols = [s for s in found[0][1].symbols if s in common]
+        else:
+            symbols = list(dict.fromkeys(s for _, r in found for s in r.symbols))
+        metadata = {s: {f"{name}.{k}": v for name, r in found for k, v in r.metadata.get(s, {}).items()}
+                    for s in symbols}
+        return ScanResult(symbols=symbols, metadata=metadata)
