@@ -39,7 +39,7 @@ from fakes.polygon_server import SAMPLE, PolygonFake  # noqa: E402
 from trading_system import sessions  # noqa: E402
 from trading_system.config import PolygonConfig  # noqa: E402
 from trading_system.marketdata.polygon import PolygonClient  # noqa: E402
-from trading_system.prepare.run import HISTORY_DAYS  # noqa: E402
+from trading_system.prepare.discovery import HISTORY_DAYS  # noqa: E402
 
 LATENCY = 0.050
 FREE_SPACING = 60 / 5  # seconds between requests on the free plan (burst 1)

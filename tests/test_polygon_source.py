@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SAMPLE, Prep, write_config
 from trading_system import sessions
-from trading_system.prepare.run import HISTORY_DAYS
+from trading_system.prepare.discovery import HISTORY_DAYS
 
 EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"
 SCAN, TARGET = dt.date(2021, 4, 19), dt.date(2021, 4, 20)

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from trading_system.config_scanners import ScannerEntry, check_entries
 from trading_system.errors import ConfigError, first_problem
-from trading_system.prepare.scanners.settings import ScannerEntry, check_entries
 from trading_system.settings_types import Count, Dollars0, Fraction, Fraction0, Points, Strict
 
 

@@ -132,7 +132,7 @@ def store_check(cfg: Config, clock: sessions.Clock) -> Check:
     store = cfg.path(cfg.data.store_dir)
     expected = newest_session(cfg, clock.now())
     if not (store / "bars.parquet").exists():
-        from trading_system.prepare.run import HISTORY_DAYS  # here: the pipeline may import this package
+        from trading_system.prepare.discovery import HISTORY_DAYS  # here: the pipeline may import this package
 
         n = len(sessions.sessions_between(expected - dt.timedelta(days=HISTORY_DAYS), expected))
         minutes = n / cfg.polygon.requests_per_minute

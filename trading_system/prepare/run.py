@@ -19,6 +19,7 @@ from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import DataError, PlanError
 from trading_system.marketdata.base import MarketData
+from trading_system.prepare.discovery import Discovery, discover
 from trading_system.prepare.scoring import score_universe
 from trading_system.prepare.strategies import build_strategies, cap_notes
 from trading_system.prepare.universe import Universe, build_universe, save_universe
@@ -26,6 +27,8 @@ from trading_system.runtime import archive, make_source
 from trading_system.state.atomic import write_json_atomic
 from trading_system.state.plan import (
     Plan,
+    ScannerRunRecord,
+    ScannersRecord,
     ScanSummary,
     Strategy,
     TickerMetrics,
@@ -36,8 +39,6 @@ from trading_system.state.plan import (
 
 log = logging.getLogger(__name__)
 
-#: Calendar days of history read for the scan: enough for the 250-session RSI window.
-HISTORY_DAYS = 400
 
 
 @dataclasses.dataclass
@@ -52,6 +53,7 @@ class PrepareResult:
     expired_archive: str | None = None
     replaced_archive: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    scanner_lines: list[str] = dataclasses.field(default_factory=list)   # each scanner problem, one line
 
 
 
@@ -62,6 +64,8 @@ def _plan_id(target: dt.date, scan_session: dt.date, strategies: dict, cfg: Conf
     a re-run finds the orders of the same plan by their client_order_id.
     """
     decided = cfg.model_dump(mode="json", include={"scoring", "eligibility", "buckets", "strategies"})
+    if cfg.scanners:  # only when configured, so a plan without scanners keeps its id
+        decided["scanners"] = cfg.model_dump(mode="json", include={"scanners"})["scanners"]
     digest = hashlib.sha256(
         json.dumps([str(scan_session), strategies, decided], sort_keys=True).encode()
     ).hexdigest()
@@ -108,15 +112,16 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     injected, source = source, source or make_source(cfg, clock)
     source.ensure_session(scan_session)
     chain = build_universe(cfg, source, scan_session)
-    universe = chain.symbols
-    bars = source.bars(end=scan_session, start=scan_session - dt.timedelta(days=HISTORY_DAYS), symbols=universe)
-    _check_coverage(bars, universe, scan_session, cfg.data.min_coverage, source.name)
+    found = discover(cfg, source, scan_session, now, chain.symbols, record=not dry_run)
+    bars = found.bars
+    _check_coverage(bars, chain.symbols, scan_session, cfg.data.min_coverage, source.name)
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
     _check_history(bars, scan, scan_session, cfg.scoring.lookback)
-    plan = _build_plan(cfg, scan, now, scan_session, target, source.name)
+    plan = _build_plan(cfg, scan, now, scan_session, target, source.name, found)
     plan_path = cfg.path(cfg.paths.plan)
-    result = PrepareResult(plan=plan, scan=scan, universe_size=len(universe), written=False,
-                           plan_path=str(plan_path))
+    result = PrepareResult(plan=plan, scan=scan, universe_size=len(chain.symbols) + len(found.added), written=False,
+                           plan_path=str(plan_path),
+                           scanner_lines=list(found.outcome.lines) if found.outcome is not None else [])
     if injected is None:  # the cron path: the doctor's local checks in brief, the morning's price source among them
         result.warnings = _preflight(cfg, clock)
     for warning in result.warnings:
@@ -129,7 +134,7 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
 
 
 def _build_plan(cfg: Config, scan: pd.DataFrame, now: dt.datetime, scan_session: dt.date,
-                target: dt.date, source_name: str) -> Plan:
+                target: dt.date, source_name: str, found: Discovery) -> Plan:
     """The plan for ``target`` from the scan of ``scan_session``: the four strategies, the picks'
     metrics and the scan's summary (pure: nothing is read or written)."""
     allocations = build_strategies(scan, cfg.strategies)
@@ -156,7 +161,16 @@ def _build_plan(cfg: Config, scan: pd.DataFrame, now: dt.datetime, scan_session:
         tickers=_metrics(picks),
         strategies=strategies,
         config=config,
+        scanners=_scanners_record(found),
     )
+
+
+def _scanners_record(found: Discovery) -> ScannersRecord | None:
+    """The evening's scanner runs and attribution for the plan; None when no scanner ran."""
+    if found.outcome is None:
+        return None
+    return ScannersRecord(evening=[ScannerRunRecord(**r.summary()) for r in found.outcome.runs],
+                          found_by=found.found_by, added=found.added)
 
 
 def _write_plan(cfg: Config, result: PrepareResult, chain: Universe, plan_path, now: dt.datetime,
@@ -269,5 +283,8 @@ def _scan_json(scan: pd.DataFrame, plan: Plan) -> dict:
         else:
             columns[c] = values
     records = [dict(zip(columns, row)) for row in zip(*columns.values())]  # 5x faster than to_dict
+    if plan.scanners is not None:
+        for rec in records:
+            rec["found_by"] = plan.scanners.found_by.get(rec["symbol"], [])
     return {"plan_id": plan.plan_id, "scan_session": str(plan.scan_session), "as_of": plan.as_of.isoformat(),
             "data_source": plan.data_source, "tickers": records}

@@ -34,6 +34,7 @@ def prepare(console: Console, r: PrepareResult) -> None:
     for name, st in p.strategies.items():
         table.add_row(name, str(len(st.allocations)), _weights_line(st.allocations))
     console.print(table)
+    scanners_summary(console, r)
     cap = (p.config.get("strategies") or {}).get("weight_cap")
     for name, st in p.strategies.items():
         note = st.note or (cap_note(name, len(st.allocations), cap) if cap and name != StrategyName.BUY_HOLD else None)
@@ -47,6 +48,30 @@ def prepare(console: Console, r: PrepareResult) -> None:
         console.print(f"the previous plan was never executed: archived as expired to {r.expired_archive}")
     console.print(f"plan {p.plan_id} written to {r.plan_path}" if r.written
                   else "[yellow]dry run:[/] nothing written")
+
+
+def scanners_summary(console: Console, r: PrepareResult) -> None:
+    """Per evening scanner: its finds, how many joined the universe and how many made it into a strategy;
+    then each scanner problem on one line.  Nothing when no scanner is configured."""
+    rec = r.plan.scanners
+    if rec is None:
+        return
+    in_strategy = {s for name, st in r.plan.strategies.items() if name != StrategyName.BUY_HOLD
+                   for s in st.allocations}
+    added = set(rec.added)
+    for run in rec.evening:
+        if run.disabled or run.error:
+            state = "disabled" if run.disabled else "failed"
+            console.print(f"scanner {run.name}: [red]{state}[/]")
+            continue
+        found = set(run.symbols)
+        into = sorted(found & in_strategy)
+        console.print(f"scanner {run.name} ({run.action}): {run.found} found"
+                      + (f", {len(found & added)} new to the universe" if run.action == "add" else "")
+                      + f", {len(into)} in a strategy" + (f" ({', '.join(into)})" if into else "")
+                      + (" (skipped)" if run.skipped else ""))
+    for line in r.scanner_lines:
+        console.print(f"[yellow]scanner:[/] {escape(line)}")
 
 
 def retention_text(check, threshold: float | None) -> str:
@@ -86,6 +111,10 @@ def validate(console: Console, r: ValidateResult) -> None:
         rate = percent_of(v.validation_rate, min_rate)
         tag = "" if v.contestant else " (not a contestant: too few names left)"
         console.print(f"{name}: validation rate {rate}, rejected {', '.join(v.rejected_tickers) or 'none'}{tag}")
+    if r.plan.scanners is not None and r.plan.scanners.vetoed:
+        console.print(f"vetoed by morning scanners: {', '.join(sorted(r.plan.scanners.vetoed))}")
+    for line in r.scanner_lines:
+        console.print(f"[yellow]scanner:[/] {escape(line)}")
     console.print(f"selected [bold]{vr.selected_strategy}[/]: {escape(vr.selection_reason)}")
     console.print(f"weights: {_weights_line(vr.validated_strategies[vr.selected_strategy].validated_allocations)}")
     console.print(f"validation written to {r.plan_path}" if r.written else "[yellow]dry run:[/] nothing written")

@@ -26,7 +26,8 @@ from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import BadInputError
 from trading_system.marketdata.cached import CachedSource
-from trading_system.prepare.run import HISTORY_DAYS, TooLittleHistory
+from trading_system.prepare.discovery import HISTORY_DAYS
+from trading_system.prepare.run import TooLittleHistory
 from trading_system.present.charts import equity_chart
 from trading_system.progress import Reporter
 from trading_system.review.backtest import BUY_HOLD, NO_GATE, SYSTEM, BacktestResult, default_source, run_backtest

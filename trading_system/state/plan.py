@@ -127,6 +127,37 @@ class ValidationResults(_Model):
     dry_run: bool = False
 
 
+class ScannerRunRecord(_Model):
+    """One scanner's run on the night (DESIGN §10): what it found (after ``max_symbols``) and how it went."""
+
+    name: str
+    phase: str
+    action: Literal["add", "veto", "report"]
+    found: int = Field(ge=0)
+    symbols: list[str]
+    execution_time_ms: float = Field(ge=0)
+    attempts: int = Field(ge=0)
+    skipped: bool = False
+    error: str | None = None
+    disabled: bool = False
+    capped_from: int | None = None
+
+
+class ScannersRecord(_Model):
+    """The scanners of the plan: the evening's runs and attribution, the morning's runs and vetoes.
+
+    ``found_by``: symbol -> the evening scanners that found it; ``added``: the symbols ``add``
+    scanners put in the universe that the universe chain did not hold; ``vetoed``: pick -> why
+    a morning ``veto`` scanner rejected it.
+    """
+
+    evening: list[ScannerRunRecord] = Field(default_factory=list)
+    found_by: dict[str, list[str]] = Field(default_factory=dict)
+    added: list[str] = Field(default_factory=list)
+    morning: list[ScannerRunRecord] = Field(default_factory=list)
+    vetoed: dict[str, str] = Field(default_factory=dict)
+
+
 class Plan(_Model):
     """The whole ``pending_trades.json``."""
 
@@ -144,6 +175,7 @@ class Plan(_Model):
     strategies: dict[StrategyName, Strategy]
     config: dict[str, Any]
     validation_results: ValidationResults | None = None
+    scanners: ScannersRecord | None = None   # None: no scanner configured
 
     @model_validator(mode="after")
     def _consistent(self) -> "Plan":

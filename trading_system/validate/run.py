@@ -14,7 +14,7 @@ from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import DataError, PlanError
 from trading_system.marketdata.base import MarketData
-from trading_system.prepare.run import HISTORY_DAYS
+from trading_system.prepare.discovery import HISTORY_DAYS
 from trading_system.prepare.scoring import rescore
 from trading_system.runtime import make_source
 from trading_system.state.journal import Journal
@@ -27,6 +27,7 @@ from trading_system.state.plan import (
     save_plan,
 )
 from trading_system.validate.gate import check_pick, select_strategy, validate_strategy
+from trading_system.validate.vetoes import apply_vetoes, morning_scan, with_morning
 from trading_system.vocabulary import StrategyName
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ValidateResult:
     plan: Plan
     written: bool
     plan_path: str
+    scanner_lines: list[str] = dataclasses.field(default_factory=list)   # each morning scanner problem
 
 
 
@@ -81,6 +83,9 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
             q = quotes.get(s)
             checks[s] = check_pick(original, current, q.price if q else None, q.source if q else None,
                                    cfg.validation.retention_threshold)
+        outcome = morning_scan(cfg, history, {s: q.price for s, q in quotes.items()}, last_closed, now,
+                               record=not dry_run)
+        vetoed = apply_vetoes(checks, outcome)
         validated = {n: validate_strategy(s, checks, cfg.validation.min_names) for n, s in contest.items()}
         bh = plan.strategies[StrategyName.BUY_HOLD].allocations
         validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
@@ -88,10 +93,12 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         selected, reason = select_strategy(validated, cfg.validation)
         plan = plan.model_copy(update={"validation_results": ValidationResults(
             validation_time=now, selected_strategy=selected, selection_reason=reason,
-            validated_strategies=validated, checks=checks, dry_run=dry_run)})
+            validated_strategies=validated, checks=checks, dry_run=dry_run),
+            "scanners": with_morning(plan, outcome, vetoed)})
         if not dry_run:
             save_plan(plan_path, plan)
-    return ValidateResult(plan=plan, written=not dry_run, plan_path=str(plan_path))
+    return ValidateResult(plan=plan, written=not dry_run, plan_path=str(plan_path),
+                          scanner_lines=list(outcome.lines) if outcome is not None else [])
 
 
 def _check_priced(symbols: list[str], quotes: dict, max_unpriced: float) -> None:

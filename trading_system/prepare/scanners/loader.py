@@ -142,8 +142,9 @@ def bind(entry: ScannerEntry, entries: list[ScannerEntry]) -> Bound:
         try:
             scanner = cls(entry.params)
         except Exception as exc:  # noqa: BLE001 (a user's class: any error is its own)
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
             raise ScannerLoadError(f"scanner {entry.name}: {cls.__name__}({entry.params}) failed "
-                                   f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+                                   f"({exc.__class__.__name__}: {first_line})") from exc
     defaults = scanner.defaults
     return Bound(name=entry.name, scanner=scanner,
                  min_price=entry.min_price if entry.min_price is not None else defaults.get("min_price") or 0.0,
