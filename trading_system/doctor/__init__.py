@@ -32,6 +32,7 @@ from trading_system.doctor.local import (
     folder_checks,
     key_checks,
     price_source_check,
+    scanner_checks,
     state_folders,
     store_check,
 )
@@ -67,6 +68,7 @@ def run_checks(cfg: Config, clock: Clock, config_path: Path, live: bool = False)
         checks += alpaca_checks(cfg, live, os.environ)
     checks.append(price_source_check(cfg, clock, snapshot_entitled))
     checks.append(store_check(cfg, clock))
+    checks += scanner_checks(cfg)
     folders = state_folders(cfg)
     checks += disk_checks(folders)
     checks += folder_checks(folders)

@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 from trading_system import sessions
 from trading_system.config import Config, secret
 from trading_system.doctor.base import FAIL, OK, WARN, Check
-from trading_system.errors import PrepError
+from trading_system.errors import DataError, PrepError
 from trading_system.runtime import make_source
 
 #: Free disk space under these many bytes: WARN, then FAIL (a plan, an archive, a night's bars
@@ -246,3 +246,34 @@ def crontab_lines(cfg: Config, config_path: Path, live: bool = False) -> list[st
         lines += [f"0 20 * * 1-5  {run} prepare"]
     lines += [f"0 9 * * 1-5   {run} validate && {run} execute{' --live' if live else ''}"]
     return lines
+
+
+def scanner_checks(cfg: Config) -> list[Check]:
+    """Per configured scanner: it loads (its module imports, its class is a Scanner, its params
+    pass) and is not disabled by failed runs.  Nothing runs; no state is written."""
+    from trading_system.prepare.scanners.loader import ScannerLoadError, bind  # here: the pipeline imports doctor
+    from trading_system.prepare.scanners.record import read_state, scanners_dir
+
+    try:
+        state = read_state(scanners_dir(cfg.path(cfg.paths.data_dir)))
+    except DataError as exc:
+        return [Check("scanners", FAIL, str(exc))]
+    out = []
+    for entry in cfg.scanners:
+        name = f"scanner {entry.name}"
+        try:
+            bind(entry, cfg.scanners)
+        except ScannerLoadError as exc:
+            said = str(exc).removeprefix(f"{name}: ")
+            said += "" if said.endswith(("?", ".")) else "."
+            out.append(Check(name, FAIL, f"{said} The nightly run goes on without it."))
+            continue
+        rec = state.get(entry.name, {})
+        if not entry.enabled:
+            out.append(Check(name, WARN, "enabled: false in config.yaml; it does not run."))
+        elif rec.get("disabled"):
+            out.append(Check(name, WARN, f"disabled after failed runs (last: {rec.get('last_error')}); "
+                                         f"'prep scanners --enable {entry.name}' turns it back on."))
+        else:
+            out.append(Check(name, OK, f"loads ({entry.module or 'composition'}, {entry.phase}, {entry.what})."))
+    return out
