@@ -34,7 +34,8 @@ class ScanResult:
     ``symbols``: the finds, best first by the scanner's own ranking (``max_symbols`` keeps the
     head).  ``metadata``: per find, the figures that made it a find (plain numbers or strings;
     ``reason`` if given is what a veto prints).  ``execution_time_ms``, ``skipped`` (its
-    ``setup`` declined the night) and ``error`` (one sentence) are filled by the runner.
+    ``setup`` declined the night), ``error`` (one sentence) and ``notes`` (one line per problem
+    with what was returned, e.g. symbols dropped) are filled by the runner.
     """
 
     symbols: list[str]
@@ -42,6 +43,7 @@ class ScanResult:
     execution_time_ms: float = 0.0
     skipped: bool = False
     error: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

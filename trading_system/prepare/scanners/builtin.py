@@ -6,8 +6,9 @@ Defaults are the scanner-framework seed's criteria; each figure is a ``params`` 
 - a volume *mean* is over the ``volume_window`` sessions **before** the session (the
   session's own volume is what is compared with it, so it is not in the mean);
 - the previous ``window``-session high of ``breakout`` likewise excludes the session;
-- ``momentum``'s RSI is Wilder's (as the scan's), over the last 250 closes;
-- a symbol with fewer bars than a rule's window is never a find (its figures are NaN);
+- ``momentum``'s RSI is the scan's: Wilder's over the last (up to) 250 closes, so a symbol with
+  fewer closes has the RSI of those it has (``rsi_period + 1`` at least), exactly as it is scored;
+- a symbol with fewer bars than a rule's volume, SMA or high window is never a find (its figures are NaN);
 - ``gap`` in the morning compares the pre-market price with the session's close (the context's
   session is the last closed one); in the evening and in a backtest, the session's open with
   the previous close.

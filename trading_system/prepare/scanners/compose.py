@@ -26,7 +26,8 @@ class Composite(Scanner):
         return max(p.scanner.window() for p in self.parts)
 
     def scan(self, ctx: ScanContext) -> ScanResult:
-        found: list[tuple[str, ScanResult]] = [(p.name, p.run(ctx)[0]) for p in self.parts]
+        runs = [(p.name, p.run(ctx)) for p in self.parts]
+        found: list[tuple[str, ScanResult]] = [(name, result) for name, (result, _) in runs]
         if self.every:
             common = set.intersection(*(set(r.symbols) for _, r in found))
             symbols = [s for s in found[0][1].symbols if s in common]
@@ -34,4 +35,4 @@ class Composite(Scanner):
             symbols = list(dict.fromkeys(s for _, r in found for s in r.symbols))
         metadata = {s: {f"{name}.{k}": v for name, r in found for k, v in r.metadata.get(s, {}).items()}
                     for s in symbols}
-        return ScanResult(symbols=symbols, metadata=metadata)
+        return ScanResult(symbols=symbols, metadata=metadata, notes=[n for _, (_, notes) in runs for n in notes])

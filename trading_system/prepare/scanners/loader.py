@@ -59,6 +59,7 @@ class Bound:
         if not isinstance(result, ScanResult):
             raise TypeError(f"scan() returned {type(result).__name__}, not a ScanResult")
         symbols, notes = _checked(self.name, list(result.symbols), ctx)
+        notes = [*result.notes, *notes]   # a composition's parts' notes come first
         symbols = self._floored(symbols, ctx.last())
         metadata = {s: dict(result.metadata.get(s, {})) for s in symbols}
         return ScanResult(symbols=symbols, metadata=metadata, execution_time_ms=_ms(start)), notes

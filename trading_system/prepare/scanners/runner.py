@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 from typing import Any
 
+from trading_system.errors import DataError
 from trading_system.prepare.scanners import record
 from trading_system.prepare.scanners.base import ScanContext, ScanResult
 from trading_system.prepare.scanners.loader import Bound, ScannerLoadError, bind
@@ -98,11 +99,18 @@ def run_scanners(entries: list[ScannerEntry], ctx: ScanContext, state_dir=None, 
     """Run the enabled ``entries`` whose phase is ``ctx.phase`` (all of them for ``backtest``).
 
     ``state_dir``: the ``data/scanners`` folder; None writes nothing (a dry run, ``prep scan``, a
-    backtest) and ignores the disabled flags.  Never raises for a scanner's failure.
+    backtest) and ignores the disabled flags.  Never raises for a scanner's failure; an unreadable
+    ``state.json`` is one line, and the run then writes no state over it.
     """
     wanted = [e for e in entries if e.enabled and (ctx.phase == "backtest" or e.phase == ctx.phase)]
-    state = record.read_state(state_dir) if state_dir is not None and wanted else {}
     runs, lines = [], []
+    state: dict[str, dict[str, Any]] = {}
+    if state_dir is not None and wanted:
+        try:
+            state = record.read_state(state_dir)
+        except DataError as exc:  # the scanners still run; nothing is written over the unreadable file
+            lines.append(f"{exc} This run records no scanner state or stats.")
+            state_dir = None
     if wanted:
         ctx.panel  # noqa: B018 (built once here, before the forks, so every child inherits it)
     for entry in wanted:
