@@ -74,7 +74,7 @@ def bench(label: str, bars: pd.DataFrame, repeats: int) -> None:
         entry = ScannerEntry(name=name, module=f"builtin:{name}", max_symbols=5000)
         bound = bind(entry, [entry])
         finds = len(bound.run(ctx)[0].symbols)
-        best, median = timed(lambda: bound.run(ctx), repeats)
+        best, median = timed(lambda b=bound: b.run(ctx), repeats)
         t0 = time.perf_counter()
         run_entry(entry, [entry], ctx)
         forked = (time.perf_counter() - t0) * 1000

@@ -239,6 +239,67 @@ def backtest(state: _State, start, end, bars, splits, no_gate, out) -> None:
 
 
 @main.command()
+@click.option("--enable", "enable", default=None, metavar="NAME",
+              help="Turn a scanner disabled after 3 failed runs in a row back on (and reset its failure count).")
+@click.pass_obj
+def scanners(state: _State, enable: str | None) -> None:
+    """The configured scanners: enabled, phase, action, last run and finds, mean time, failures."""
+    from trading_system.present import scanners as show
+    from trading_system.review import scanners as compute
+
+    def work(cfg, clock):
+        if enable is not None:
+            show.enabled(state.console, compute.enable(cfg, enable))
+        show.status(state.console, compute.status(cfg))
+
+    _run(state, "scanners", work)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print only {"scanner", "session", "symbols", "metadata"} as JSON on stdout (notes on stderr).')
+@click.pass_obj
+def scan(state: _State, name: str, as_json: bool) -> None:
+    """What one scanner (configured, or a built-in with its defaults) finds on the last closed session
+    as of --as-of, and why; writes nothing."""
+    from trading_system.present import scanners as show
+    from trading_system.review.scanners import scan_night
+
+    def work(cfg, clock):
+        result = scan_night(cfg, clock, name)
+        if as_json:
+            click.echo(show.scan_json(result))
+            show.notes(Console(stderr=True, highlight=False, soft_wrap=True), result)
+        else:
+            show.scan(state.console, result)
+
+    _run(state, "scan", work)
+
+
+@main.command("scan-backtest")
+@click.argument("name")
+@click.option("--start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="First night (YYYY-MM-DD).")
+@click.option("--end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="Last night (YYYY-MM-DD).")
+@click.option("--bars", default=None, help="Parquet file of raw daily bars (default: the configured data); "
+              "its splits are read from splits.csv beside it.")
+@click.option("--splits", default=None, help="Splits CSV for --bars when it is not splits.csv beside it.")
+@click.option("--out", default=None, help="Folder for the JSON summary and the PNG chart (default: reports/).")
+@click.pass_obj
+def scan_backtest(state: _State, name: str, start, end, bars, splits, out) -> None:
+    """A scanner run every night: hits, 1/5/20-session forward returns of its finds against the
+    universe's, overlap with the other scanners (JSON + PNG)."""
+    from trading_system.present import scanners as show
+    from trading_system.review.scan_backtest_report import scan_backtest_command
+
+    def work(cfg, clock):
+        report = scan_backtest_command(cfg, clock, state.console, name, start.date(), end.date(), bars, splits, out)
+        show.scan_backtest(state.console, report)
+
+    _run(state, "scan-backtest", work)
+
+
+@main.command()
 @click.pass_obj
 def history(state: _State) -> None:
     """Archived plans: session, strategy chosen, validation rate, rejections, orders."""

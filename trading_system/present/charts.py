@@ -142,3 +142,33 @@ def forward_chart(paths: Mapping[str, pd.Series], path: Path, title: str,
                   accounts: Mapping[str, str] | None = None) -> Path:
     """``forward_figure`` saved as a PNG at ``path``; returns the path."""
     return _save(forward_figure(paths, title, accounts), path)
+
+
+def cumulative_chart(curves: pd.DataFrame, path: Path, title: str, accounts: Mapping[str, str] | None = None) -> Path:
+    """Cumulative returns (%) of several series over sessions, saved as a PNG at ``path``; returns the path.
+
+    Requires: ``curves`` indexed by session date, one column per series (e.g. a scanner's finds and
+    ``universe``), values the cumulative return (fraction) since the first session; each series
+    gets the colour of its account (``accounts`` maps a column to a key of ``ACCOUNT_COLOURS``; default
+    the column's own name).  An empty frame draws a note instead of lines.
+    Sets: the PNG (``prep scan-backtest``).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 5.5))
+    ax = fig.subplots()
+    if len(curves):
+        index = pd.to_datetime(pd.Index(curves.index))
+        for name in curves.columns:
+            ax.plot(index, 100.0 * curves[name].to_numpy(dtype=float), linewidth=1.4, label=str(name),
+                    color=colour((accounts or {}).get(str(name), str(name))))
+        ax.legend(loc="upper left")
+        fig.autofmt_xdate()
+    else:
+        ax.text(0.5, 0.5, "no night has a session after it in the data yet", transform=ax.transAxes, ha="center")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("cumulative return (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

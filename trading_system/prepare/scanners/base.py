@@ -71,8 +71,7 @@ class ScanContext:
     def with_params(self, params: Any) -> "ScanContext":
         """The same night for another scanner (its own criteria); the bar panel is shared."""
         ctx = dataclasses.replace(self, params=params)
-        if "panel" in self.__dict__:
-            object.__setattr__(ctx, "panel", self.panel)
+        object.__setattr__(ctx, "panel", self.panel)   # built once for the night, whoever asks first
         return ctx
 
     @cached_property
@@ -136,22 +135,30 @@ class BarPanel:
         self._values = {f: bars[f].to_numpy(dtype=float, na_value=np.nan)[order][rows] for f in _FIELDS}
         self.symbols = pd.Index(np.asarray(symbols, dtype=object)[keep_cols], name="symbol", dtype=object)
         self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._last: pd.DataFrame | None = None
 
     def history(self, field: str, sessions: int) -> np.ndarray:
-        """See :meth:`ScanContext.history`. Raises KeyError for a field not in open/high/low/close/volume."""
+        """See :meth:`ScanContext.history`. Raises KeyError for a field not in open/high/low/close/volume.
+
+        The array is shared by every scanner of the night, so it is read-only (a scanner that wants
+        to change it takes a copy)."""
         key = (field, sessions)
         if key not in self._cache:
             keep = self._from_end < sessions
-            self._cache[key] = right_aligned(self._codes[keep], self._values[field][keep], len(self.symbols),
-                                             sessions, self._from_end[keep])
+            panel = right_aligned(self._codes[keep], self._values[field][keep], len(self.symbols),
+                                  sessions, self._from_end[keep])
+            panel.setflags(write=False)
+            self._cache[key] = panel
         return self._cache[key]
 
     def last(self) -> pd.DataFrame:
-        """See :meth:`ScanContext.last`."""
-        two = {f: self.history(f, 2) for f in _FIELDS}
-        frame = pd.DataFrame({f: two[f][-1] for f in _FIELDS}, index=self.symbols)
-        frame["prev_close"] = two["close"][0]
-        return frame
+        """See :meth:`ScanContext.last`. A copy each call (built once): a scanner may add columns to it."""
+        if self._last is None:
+            two = {f: self.history(f, 2) for f in _FIELDS}
+            frame = pd.DataFrame({f: two[f][-1] for f in _FIELDS}, index=self.symbols)
+            frame["prev_close"] = two["close"][0]
+            self._last = frame
+        return self._last.copy()
 
 
 class Scanner:
@@ -195,7 +202,10 @@ def ranked(values: pd.Series, keep: pd.Series, metadata: Mapping[str, pd.Series]
     order = pd.DataFrame({"symbol": hits.index.astype(str), "value": hits.to_numpy(dtype=float)})
     order = order.sort_values(["value", "symbol"], ascending=[ascending, True], kind="stable")
     symbols = order["symbol"].tolist()
-    meta = {s: {k: _plain(col[s]) for k, col in metadata.items()} for s in symbols}
+    if not symbols:
+        return ScanResult(symbols=[], metadata={})
+    table = pd.DataFrame({k: pd.Series(col).reindex(symbols) for k, col in metadata.items()}, index=symbols)
+    meta = {s: {k: _plain(v) for k, v in row.items()} for s, row in zip(symbols, table.to_dict("records"))}
     return ScanResult(symbols=symbols, metadata=meta)
 
 

@@ -2,7 +2,9 @@
 
 ``all_of`` keeps the symbols every part found, in the first part's order; ``any_of`` keeps the
 symbols any part found, in the order the parts found them.  Each part applies its own floors.
-A find's metadata holds each part's figures under ``"<part>.<key>"``.
+A find's metadata holds each part's figures under ``"<part>.<key>"``.  A part's own ``max_symbols``
+does not apply inside a composition (its finds are intersected or merged whole); the composition's
+``max_symbols`` caps the result.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ when both its attempts raised or timed out, or its module would not load), ``dis
 ``last_run`` (ISO time), ``last_error``.  Written atomically under a file lock, so a ``prepare``
 and a ``validate`` at once never lose each other's update.
 
-``stats.jsonl``: one line per scanner run: time, session, phase, scanner, found, execution_time_ms,
-attempts, skipped, error.
+``stats.jsonl``: one line per scanner run: time, session, phase, name (the scanner), action, found,
+symbols, execution_time_ms, attempts, skipped, error, disabled, capped_from.
 """
 
 from __future__ import annotations
