@@ -254,6 +254,8 @@ def scanner_checks(cfg: Config) -> list[Check]:
     from trading_system.prepare.scanners.loader import ScannerLoadError, bind  # here: the pipeline imports doctor
     from trading_system.prepare.scanners.record import read_state, scanners_dir
 
+    if not cfg.scanners:
+        return []
     try:
         state = read_state(scanners_dir(cfg.path(cfg.paths.data_dir)))
     except DataError as exc:
