@@ -18,7 +18,7 @@ from trading_system.execute.rebalance import Journal, rebalance
 from trading_system.execute.orders import default_guards
 
 CFG = ExecutionConfig(sell_fill_timeout_seconds=2.0, poll_interval_seconds=0.05)
-PLAN = "20210420-558d1125"
+PLAN = "20210420-b5367119"
 SINCE = dt.datetime(2021, 4, 20, tzinfo=ET)
 
 

@@ -64,7 +64,7 @@ def test_history_and_replay_fit_80_columns_and_keep_every_figure(demo, sample_ba
     assert_fits(out)
     archive = json.loads(next((demo.folder / "archived_trades").glob("*.json")).read_text())
     row = next(line for line in out.splitlines() if line.startswith("2021-04-20"))
-    assert row.split() == ["2021-04-20", "20210420-558d1125", "executed", "ASYM", "100.0", "%", "0", "of", "18", "18"]
+    assert row.split() == ["2021-04-20", "20210420-b5367119", "executed", "ASYM", "100.0", "%", "0", "of", "18", "18"]
 
     out = at80(demo.folder, None, lambda cfg, clock, console: show.replay(
         console, replay(cfg, clock, None, True, str(demo.folder / "reports"))))
@@ -121,8 +121,8 @@ def test_execute_totals_and_80_columns(prep):
     assert ("totals: bought $97,999.90, sold $0.00, turnover 0.98x equity, cash left $2,000.10"
             in " ".join(out.split()))
     # Client order ids: the pattern once under the table, not a column of 29 characters.
-    assert "prep-20210420-558d1125-b-SYMBOL (buys)" in " ".join(out.split())
-    assert "prep-20210420-558d1125-b-NUE" not in out
+    assert "prep-20210420-b5367119-b-SYMBOL (buys)" in " ".join(out.split())
+    assert "prep-20210420-b5367119-b-NUE" not in out
     nue = next(o for o in ex["orders"] if o["symbol"] == "NUE")
     row = next(line for line in out.splitlines() if line.startswith("│ NUE "))
     assert [c.strip() for c in row.strip("│").split("│")] == [
@@ -156,7 +156,7 @@ def test_status_fits_80_columns(demo):
 # --- the order journal is private, like the other state files -----------------------------------------
 
 def test_the_order_journal_is_0600_like_the_state_files(demo):
-    journal = demo.folder / "data" / "orders" / "20210420-558d1125.jsonl"
+    journal = demo.folder / "data" / "orders" / "20210420-b5367119.jsonl"
     archive = next((demo.folder / "archived_trades").glob("*.json"))
     account = demo.folder / "data" / "sim_account.json"
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (journal, archive, account)}
@@ -166,11 +166,11 @@ def test_the_order_journal_is_0600_like_the_state_files(demo):
 def test_a_journal_an_older_version_left_0644_is_made_private(tmp_path):
     from trading_system.state.journal import Journal
 
-    path = tmp_path / "orders" / "20210420-558d1125.jsonl"
+    path = tmp_path / "orders" / "20210420-b5367119.jsonl"
     path.parent.mkdir()
-    path.write_text('{"event": "intent", "client_order_id": "prep-20210420-558d1125-b-NUE"}\n')
+    path.write_text('{"event": "intent", "client_order_id": "prep-20210420-b5367119-b-NUE"}\n')
     path.chmod(0o644)
     journal = Journal(path)
-    journal.append("absent", client_order_id="prep-20210420-558d1125-b-NUE")
+    journal.append("absent", client_order_id="prep-20210420-b5367119-b-NUE")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [e["event"] for e in Journal(path).entries] == ["intent", "absent"]

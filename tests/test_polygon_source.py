@@ -62,8 +62,12 @@ def reference(tmp_path_factory):
 
 
 def decided(plan: dict) -> dict:
-    """What a plan decides: everything but where the data came from (source name, config, price sources)."""
+    """What a plan decides: everything but where the data came from (source name, config, price sources,
+    the regime's source label, which names the data source)."""
     out = {k: v for k, v in plan.items() if k not in ("data_source", "config")}
+    if out.get("context"):
+        out["context"] = json.loads(json.dumps(out["context"]))
+        out["context"]["regime"].pop("source")
     if out.get("validation_results"):
         vr = json.loads(json.dumps(out["validation_results"]))
         for check in vr["checks"].values():
@@ -86,7 +90,9 @@ def test_cold_prepare_and_validate_equal_the_sample(poly, fake, reference):
     assert len(grouped) == sessions_read(SCAN) == 276
     assert all(q == {"adjusted": "false"} for _, q in grouped)
     assert not any("2021-04-02" in p for p, _ in grouped)  # Good Friday: never asked for
-    assert len(fake.requests) <= sessions_read(SCAN) + 5
+    indices = [p for p, _, _ in fake.requests if p.startswith("/v2/aggs/ticker/I%3A")]
+    assert len(indices) == 4   # the regime's I:SPX, I:NDX, I:RUT and I:VIX, once each
+    assert len(fake.requests) - len(indices) <= sessions_read(SCAN) + 5
     snap = json.loads((poly.folder / "data" / "universe" / "universe_2021-04-19.json").read_text())
     assert snap["data_source"] == "polygon" and snap["source"].startswith("constituents file")
     assert snap["steps"][1]["step"] == "type in ['CS', 'ETF']" and "skipped" not in snap["steps"][1]
@@ -106,7 +112,11 @@ def test_warm_night_fetches_only_the_new_session(poly, fake, reference):
     fake.requests.clear()
     r = poly("--as-of", EVENING, "prepare")
     assert r.exit_code == 0, r.output
-    assert len(fake.requests) <= 3
+    # The bars: one grouped daily and the splits (the regime's index bars are asked apart, once each).
+    bars = [p for p, _, _ in fake.requests if not p.startswith("/v2/aggs/ticker/I%3A")]
+    assert len(bars) <= 3, bars
+    assert sorted(p.split("/")[4] for p, _, _ in fake.requests if p.startswith("/v2/aggs/ticker/I%3A")) == [
+        "I%3ANDX", "I%3ARUT", "I%3ASPX", "I%3AVIX"]
     assert [p for p, _, _ in fake.requests if "/grouped/" in p] == ["/v2/aggs/grouped/locale/us/market/stocks/2021-04-19"]
     assert decided(poly.plan()) == decided(reference[EVENING])
 

@@ -29,7 +29,7 @@ from trading_system.config import ExecutionConfig
 from trading_system.execute.rebalance import Journal, rebalance
 from trading_system.execute.orders import default_guards
 
-PLAN = "20210420-558d1125"
+PLAN = "20210420-b5367119"
 SINCE = dt.datetime(2021, 4, 20, tzinfo=ET)
 MIN_ORDER = 100.0      # max($10, 0.1 % of the $100k equity): closer than this is on target
 FIRST = ExecutionConfig(sell_fill_timeout_seconds=0.5, poll_interval_seconds=0.05)

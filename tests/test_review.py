@@ -93,7 +93,7 @@ def test_replay_takes_the_plan_id_every_command_prints(prep):
     folder = prep.folder / "archived_trades"
     first = next(folder.glob("*.json"))
     plan_id = json.loads(first.read_text())["plan"]["plan_id"]
-    assert plan_id == "20210420-558d1125"
+    assert plan_id == "20210420-b5367119"
     r = prep("replay", plan_id)
     assert r.exit_code == 0, r.output
     assert f"replay plan {plan_id}:" in r.output and f"archive: {first.name}" in r.output

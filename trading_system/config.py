@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from trading_system.config_context import EventsConfig, LevelsConfig, RegimeConfig
 from trading_system.config_scanners import ScannerEntry, check_entries
 from trading_system.errors import ConfigError, first_problem
 from trading_system.settings_types import Count, Dollars0, Fraction, Fraction0, Points, Strict
@@ -299,7 +300,10 @@ class Config(Strict):
     polygon: PolygonConfig = PolygonConfig()
     notify: NotifyConfig = NotifyConfig()
     logging: LoggingConfig = LoggingConfig()
-    scanners: list[ScannerEntry] = Field(default_factory=list)   # DESIGN §10; see prepare/scanners/settings.py
+    scanners: list[ScannerEntry] = Field(default_factory=list)   # DESIGN §10; see config_scanners.py
+    regime: RegimeConfig = RegimeConfig()                         # DESIGN §11; see config_context.py
+    events: EventsConfig = EventsConfig()
+    levels: LevelsConfig = LevelsConfig()
 
     root: Path = Field(default=Path("."), exclude=True)
 

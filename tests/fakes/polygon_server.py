@@ -12,6 +12,13 @@ ETF for SPY/QQQ; snapshot prices are each session's real opening print standing 
 09:00 pre-market trade (as the sample source does).  ``replicas=k`` adds k synthetic copies of
 every symbol (``AAPL_syn1``...), real bars under made-up names, for the 5,000-symbol benchmark only.
 
+Context data (DESIGN §11): index aggregates for ``I:SPX``, ``I:NDX``, ``I:RUT``, ``I:VIX`` (and the
+ETFs IWM and DIA, per-ticker aggregates only) from data/sample/market_context.parquet, in the
+indices shape (o/h/l/c/t, no volume); Benzinga earnings (``/benzinga/v1/earnings``) built from
+data/sample/earnings.csv: ``ticker`` and ``date`` only (the sample has no time of day; a test may
+set ``earnings_times``), filters ``date`` / ``date.gte`` / ``date.lte`` / ``ticker`` /
+``ticker.any_of``, ``limit`` (default 100, max 50,000) and ``next_url`` pages.
+
 Faults are injected per endpoint (``inject``): 429 with or without Retry-After, 500, a handler
 that sleeps past the client's timeout (bounded), a dropped connection, and "empty": HTTP 200
 "OK, 0 results" with no ``results`` (a holiday's answer) for a session that traded, N times or
@@ -162,6 +169,8 @@ class PolygonFake(LoopbackServer):
     - ``history_from``: grouped daily before this date answers 403 "doesn't include this data timeframe";
     - ``snapshot_entitled``: False answers the snapshot with 403 "not entitled";
     - ``indices_entitled``: False answers index aggregates (``I:SPX``...) with 403 "not entitled";
+    - ``earnings_entitled``: False answers Benzinga earnings with 403 "not entitled";
+    - ``earnings_times``: {(ticker, "YYYY-MM-DD"): "HH:MM:SS"}, a ``time`` to serve for that report;
     - ``snapshot_session``: the session whose opening print the snapshot reports as lastTrade;
     - ``page_size``: cap on items per page of splits / tickers (forces ``next_url`` pages);
     - ``splits_known_through``: splits whose ex-date is after this are not listed yet.
@@ -196,6 +205,13 @@ class PolygonFake(LoopbackServer):
         self.page_size = 1000
         self.splits_known_through: dt.date | None = None
         self._grouped_cache: dict = {}
+        context = pd.read_parquet(SAMPLE / "market_context.parquet")
+        self._context = {s: g for s, g in context.groupby("symbol")
+                         if str(s).startswith("I:") or s not in self._by_symbol}
+        earnings = pd.read_csv(SAMPLE / "earnings.csv", dtype=str)
+        self.earnings = sorted(zip(earnings["date"], earnings["symbol"]))  # (date text, ticker)
+        self.earnings_entitled = True
+        self.earnings_times: dict[tuple[str, str], str] = {}
 
     # -------------------------------------------------------------- routing
 
@@ -216,6 +232,8 @@ class PolygonFake(LoopbackServer):
             return self._tickers(query)
         if path == "/v2/snapshot/locale/us/markets/stocks/tickers":
             return self._snapshot(query)
+        if path == "/benzinga/v1/earnings":
+            return self._earnings(query)
         return 404, {"status": "NOT_FOUND", "request_id": uuid.uuid4().hex, "message": "Not found"}, {}
 
     @staticmethod
@@ -248,6 +266,8 @@ class PolygonFake(LoopbackServer):
     def _aggs(self, ticker: str, start: str, end: str, query: dict):
         if ticker.startswith("I:") and not self.indices_entitled:
             return self._forbidden(NOT_ENTITLED)
+        if ticker in self._context:
+            return self._context_aggs(ticker, start, end, query)
         rows = self._by_symbol.get(ticker)
         body = {"ticker": ticker, "adjusted": query.get("adjusted", "true") != "false", "queryCount": 0,
                 "resultsCount": 0, "status": "OK", "request_id": uuid.uuid4().hex}
@@ -262,6 +282,45 @@ class PolygonFake(LoopbackServer):
                                                                   rows["low"], rows["close"], rows["volume"])]
                 body["queryCount"] = body["resultsCount"] = len(body["results"])
         return 200, body, {}
+
+    def _context_aggs(self, ticker: str, start: str, end: str, query: dict):
+        """Daily bars of an index (o/h/l/c/t: Polygon's indices schema has no volume) or of a context
+        ETF (the stock shape, with ``v``), ``t`` at 00:00 ET; no splits in the sample's span."""
+        rows = self._context[ticker]
+        rows = rows[(rows["date"] >= dt.date.fromisoformat(start)) & (rows["date"] <= dt.date.fromisoformat(end))]
+        body: dict = {"ticker": ticker, "queryCount": len(rows), "resultsCount": len(rows), "status": "OK",
+                      "request_id": uuid.uuid4().hex}
+        index = ticker.startswith("I:")
+        if not index:
+            body["adjusted"] = query.get("adjusted", "true") != "false"
+        if len(rows):
+            body["results"] = [{"o": o, "h": hi, "l": lo, "c": c, "t": _ms(d, 0)} if index else
+                               {"o": o, "h": hi, "l": lo, "c": c, "v": float(v), "t": _ms(d, 0)}
+                               for d, o, hi, lo, c, v in zip(rows["date"], rows["open"], rows["high"], rows["low"],
+                                                              rows["close"], rows["volume"])]
+        return 200, body, {}
+
+    def _earnings(self, query: dict):
+        """Benzinga earnings rows of the sample in the filters' window, by (date, ticker), paged."""
+        if not self.earnings_entitled:
+            return self._forbidden(NOT_ENTITLED)
+        tickers = query.get("ticker.any_of") or query.get("ticker") or ""
+        filters = {"gte": query.get("date.gte") or query.get("date") or "0000-00-00",
+                   "lte": query.get("date.lte") or query.get("date") or "9999-99-99",
+                   "tickers": sorted(t for t in tickers.split(",") if t)}
+        state = self._state(query, filters)
+        if state is None:
+            return self._BAD_CURSOR
+        if "cursor" not in query:
+            state["limit"] = min(int(query.get("limit", 100)), 50000)
+        items = []
+        for day, ticker in self.earnings:
+            if state["gte"] <= day <= state["lte"] and (not state["tickers"] or ticker in state["tickers"]):
+                item = {"ticker": ticker, "date": day}
+                if (ticker, day) in self.earnings_times:
+                    item["time"] = self.earnings_times[(ticker, day)]
+                items.append(item)
+        return self._page("/benzinga/v1/earnings", items, state)
 
     def _state(self, query: dict, filters: dict) -> dict | None:
         """The paging state: fresh from the query, or decoded from the opaque cursor of a next_url."""

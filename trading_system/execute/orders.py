@@ -87,7 +87,8 @@ def plan_orders(
 ) -> OrderPlan:
     """Turn target weights into the net orders that reach them.
 
-    Requires: ``weights`` (fractions summing to 1) for the selected strategy; the
+    Requires: ``weights`` (fractions of the investable equity summing to 1, or to the regime's
+    exposure when it is under 1: the rest then stays in cash) for the selected strategy; the
     account (dollars) and positions (shares, dollars) read from the broker; orders still open.
     ``prices`` (dollars per share, e.g. the morning's) value open share-count orders of symbols
     not held; a symbol with such an order and no price is left alone this run (skipped, with the

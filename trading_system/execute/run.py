@@ -128,7 +128,8 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
             waited = wait_for_open(cfg, clock, today, announce, hours=hours)
             market_clock.confirm_open(broker)
         strategy = vr.selected_strategy
-        weights = vr.validated_strategies[strategy].validated_allocations
+        # The regime's exposure (1.0 unless the evening's regime scaled it): the rest stays in cash.
+        weights = {s: w * vr.exposure for s, w in vr.validated_strategies[strategy].validated_allocations.items()}
         journal = Journal(None if dry_run else cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl")
         guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
         prices = _sizing_prices(plan)

@@ -62,3 +62,14 @@ class MarketData(Protocol):
         at 20:00 in ``prepare``, which prints it as a warning so the keys can be fixed
         before ``validate`` stops for want of prices.
         """
+
+    def index_closes(self, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.Series]:
+        """Daily closes (index points) of the index ``tickers`` (``I:SPX``, ``I:VIX`` ...) dated in
+        [start, end], by ticker, each a Series indexed by date, oldest first; a ticker the source has
+        no bars for is left out (the regime then uses the ETF proxies).
+
+        Raises:
+            NotEntitledError: the key has no indices entitlement.
+            DataError: the source could not answer.
+        """
+        ...

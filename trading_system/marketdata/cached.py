@@ -45,8 +45,11 @@ class CachedSource:
     plans as their data source.
     """
 
-    def __init__(self, bars: pd.DataFrame, splits: pd.DataFrame, name: str = "sample"):
+    def __init__(self, bars: pd.DataFrame, splits: pd.DataFrame, name: str = "sample",
+                 context_file: Path | None = None):
         self.name = name
+        self.context_file = context_file   # index bars for the regime (market_context.parquet), if any
+        self._index: dict[str, pd.Series] | None = None
         raw = bars[BAR_COLUMNS].sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
         codes, symbols = pd.factorize(raw["symbol"].astype(str), sort=True)
         self._codes = np.asarray(codes, dtype=np.int64)
@@ -79,7 +82,9 @@ class CachedSource:
     @classmethod
     def from_store(cls, store: BarStore, name: str = "sample") -> "CachedSource":
         """Everything a ``BarStore`` holds (raw bars, splits), read once."""
-        return cls(store.raw_bars(), store.splits(), name)
+        from trading_system.marketdata.index_bars import CONTEXT_FILE
+
+        return cls(store.raw_bars(), store.splits(), name, context_file=store.root / CONTEXT_FILE)
 
     @classmethod
     def from_files(cls, bars_file: Path, splits_file: Path, since: dt.date | None = None) -> "CachedSource":
@@ -105,7 +110,9 @@ class CachedSource:
             splits = splits[["symbol", "date", "ratio"]]
         except (ValueError, KeyError) as exc:
             raise BadInputError(f"{splits_file} is not a splits CSV with columns symbol, date, ratio.") from exc
-        return cls(bars, splits, name=f"file:{bars_file.name}")
+        from trading_system.marketdata.index_bars import CONTEXT_FILE
+
+        return cls(bars, splits, name=f"file:{bars_file.name}", context_file=bars_file.parent / CONTEXT_FILE)
 
     # --- what the data covers ------------------------------------------------------------------
     def first_date(self) -> dt.date:
@@ -214,6 +221,22 @@ class CachedSource:
     def premarket_source_problem(self) -> str | None:
         """Always None: backtests price the morning at the session's open, held in memory."""
         return None
+
+    def index_closes(self, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.Series]:
+        """The indices of ``context_file`` (read once, held in memory), clamped to [start, end]; ``{}``
+        without a file (the regime then uses the ETF proxies). See ``MarketData``.
+
+        Raises:
+            DataError: the file exists but cannot be read.
+        """
+        from trading_system.marketdata.index_bars import closes_from_file
+
+        if self.context_file is None or not Path(self.context_file).exists():
+            return {}
+        if self._index is None:
+            self._index = closes_from_file(Path(self.context_file), ["I:SPX", "I:NDX", "I:RUT", "I:VIX"],
+                                           dt.date(1900, 1, 1), dt.date(2999, 12, 31))
+        return {t: s[(s.index >= start) & (s.index <= end)] for t, s in self._index.items() if t in tickers}
 
     # --- the reads the simulated broker makes of a store ---------------------------------------
     def splits(self) -> pd.DataFrame:

@@ -357,6 +357,8 @@ def _bars_frame(rows: list[dict], session: dt.date | None = None, ticker: str | 
         "symbol": df["T"].astype(str) if ticker is None else ticker,
         "date": session if session is not None else [et_date_of_ms(t) for t in df["t"]],
         "open": df["o"].astype(float), "high": df["h"].astype(float), "low": df["l"].astype(float),
-        "close": df["c"].astype(float), "volume": df["v"].astype(float).round().astype("int64"),
+        # Index aggregates (I:SPX ...) carry no volume: 0 shares, never a KeyError.
+        "close": df["c"].astype(float),
+        "volume": (df["v"].astype(float).round().astype("int64") if "v" in df else pd.Series(0, index=df.index)),
     })
     return out[cols]

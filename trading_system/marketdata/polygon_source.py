@@ -342,6 +342,17 @@ class PolygonSource:
                         ", ".join(unpriced))
         return quotes
 
+    def index_closes(self, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.Series]:
+        """Polygon's index aggregates (one request per ticker; not stored). See ``MarketData``.
+
+        Raises:
+            NotEntitledError: the key has no indices entitlement (403): the regime uses the ETF proxies.
+            DataError: Polygon did not answer.
+        """
+        from trading_system.marketdata.index_bars import closes_from_polygon
+
+        return closes_from_polygon(self.client, tickers, start, end)
+
     def premarket_source_problem(self) -> str | None:
         """None when tomorrow's ``validate`` will have a price source, else why not (no network request).
 

@@ -60,3 +60,9 @@ class SampleSource:
     def premarket_source_problem(self) -> str | None:
         """Always None: the morning price is the target session's open, read from the local bars."""
         return None
+
+    def index_closes(self, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.Series]:
+        """The indices of ``market_context.parquet`` beside the sample's bars (see ``MarketData``)."""
+        from trading_system.marketdata.index_bars import CONTEXT_FILE, closes_from_file
+
+        return closes_from_file(self.store.root / CONTEXT_FILE, tickers, start, end)

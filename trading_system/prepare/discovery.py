@@ -33,6 +33,10 @@ class Discovery:
     outcome: ScanOutcome | None
     added: list[str]
 
+    def universe(self, chain: list[str]) -> list[str]:
+        """The night's universe: the chain's symbols and the added finds, sorted."""
+        return sorted(set(chain) | set(self.added))
+
     @property
     def found_by(self) -> dict[str, list[str]]:
         """symbol -> the scanners that found it (every action), symbols sorted."""

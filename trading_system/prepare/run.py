@@ -19,6 +19,7 @@ from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import DataError, PlanError
 from trading_system.marketdata.base import MarketData
+from trading_system.prepare.context.build import evening_context, with_levels
 from trading_system.prepare.discovery import Discovery, discover
 from trading_system.prepare.scoring import score_universe
 from trading_system.prepare.strategies import build_strategies, cap_notes
@@ -117,7 +118,9 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     _check_coverage(bars, chain.symbols, scan_session, cfg.data.min_coverage, source.name)
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
     _check_history(bars, scan, scan_session, cfg.scoring.lookback)
+    context = evening_context(cfg, source, scan, bars, scan_session, target, found.universe(chain.symbols))
     plan = _build_plan(cfg, scan, now, scan_session, target, source.name, found)
+    plan = plan.model_copy(update={"context": with_levels(context, bars, plan, cfg)})
     plan_path = cfg.path(cfg.paths.plan)
     result = PrepareResult(plan=plan, scan=scan, universe_size=len(chain.symbols) + len(found.added), written=False,
                            plan_path=str(plan_path),

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from trading_system.present.render import retention_text
 from trading_system.review.archives import HORIZONS, Forward, History, Replay
+from trading_system.review.touches import Touches
 from trading_system.state.plan import Plan
 from trading_system.validate.gate import percent_of
 from trading_system.vocabulary import StrategyName
@@ -123,6 +124,57 @@ def forward_table(baskets: dict[str, dict[str, float]], fwd: Forward, entry: dt.
     return table
 
 
+#: How a first touch reads in the table.
+_TOUCH = {"target_2r": "2R", "target_1r": "1R", "invalidation": "[red]stop[/]", "neither": "-"}
+
+
+def touches_table(plan: Plan, t: Touches) -> Table:
+    """Pick by pick, grouped by bucket: its levels and what the sessions after the scan touched first
+    within 1, 5 and 20 sessions (``not yet`` where the horizon runs past the data and nothing was
+    touched), and when.  Fits 80 columns."""
+    table = _table(f"price levels of the scan of {plan.scan_session}: what came first")
+    table.add_column("symbol", no_wrap=True)
+    for header in ("entry", "stop", "1R", "2R"):
+        _number_column(table, header)
+    for h in t.horizons:
+        _number_column(table, f"+{h}")
+    table.add_column("first touch", no_wrap=True)
+    groups = [[s for s in symbols if s in t.levels] for symbols in _picks(plan).values()]
+    grouped = {s for g in groups for s in g}
+    longest = max(t.horizons)
+    for group in [g for g in groups if g] + [sorted(set(t.levels) - grouped)]:
+        if table.rows and group:
+            table.add_section()
+        for s in group:
+            lv, per = t.levels[s], t.first[s]
+            cells = ["not yet" if per[h][0] == "neither" and h in t.undecided else _TOUCH[per[h][0]]
+                     for h in t.horizons]
+            what, when = per[longest]
+            table.add_row(s, *(f"{x:.2f}" for x in (lv.entry, lv.invalidation, lv.target_1r, lv.target_2r)),
+                          *cells, str(when) if what != "neither" else "-")
+    return table
+
+
+def touches_summary(t: Touches) -> list[str]:
+    """One line per horizon: how many picks touched a target first, the invalidation first, neither."""
+    lines = []
+    for h in t.horizons:
+        c = t.counts(h)
+        rest = "not yet" if h in t.undecided else "neither"
+        lines.append(f"+{h} session{'s' if h > 1 else ''}: {c['target']} of {len(t.levels)} picks touched a target "
+                     f"first, {c['invalidation']} the stop, {c['neither']} {rest}")
+    return lines
+
+
+def _replay_touches(console: Console, t: Touches, plan: Plan) -> None:
+    """The levels table, its legend and the summary lines."""
+    console.print(touches_table(plan, t))
+    console.print("stop: entry - k x ATR; 1R, 2R: targets; a bar touching both counts as the stop", markup=False)
+    console.print(f"+1, +5, +20: touched first within that many sessions from {plan.target_session}", markup=False)
+    for line in touches_summary(t):
+        console.print(line, markup=False)
+
+
 def _replay_header(console: Console, r: Replay) -> None:
     """The plan, its archive, and the strategy chosen with every strategy's validation rate."""
     plan, vr = r.plan, r.plan.validation_results
@@ -161,4 +213,6 @@ def replay(console: Console, r: Replay) -> None:
     console.print(forward_table(r.baskets, r.forward, plan.target_session))
     for h, why in r.forward.missing.items():
         console.print(f"{h}-session horizon: {why}")
+    if r.touches is not None:
+        _replay_touches(console, r.touches, plan)
     console.print(f"chart: {r.chart}", markup=False)

@@ -35,6 +35,7 @@ def prepare(console: Console, r: PrepareResult) -> None:
         table.add_row(name, str(len(st.allocations)), _weights_line(st.allocations))
     console.print(table)
     scanners_summary(console, r)
+    context_summary(console, r.plan)
     cap = (p.config.get("strategies") or {}).get("weight_cap")
     for name, st in p.strategies.items():
         note = st.note or (cap_note(name, len(st.allocations), cap) if cap and name != StrategyName.BUY_HOLD else None)
@@ -72,6 +73,35 @@ def scanners_summary(console: Console, r: PrepareResult) -> None:
                       + (" (skipped)" if run.skipped else ""))
     for line in r.scanner_lines:
         console.print(f"[yellow]scanner:[/] {escape(line)}")
+
+
+def context_summary(console: Console, plan) -> None:
+    """The regime in one line, the earnings gate in one or two, then each pick's levels (dollars per
+    share; the risk at the largest weight a strategy gives it, as dollars per $100,000 of equity)."""
+    from trading_system.prepare.context.build import regime_line
+
+    ctx = plan.context
+    if ctx is None:
+        return
+    console.print(escape(regime_line(ctx.regime)))
+    ev = ctx.events
+    if ev.status != "ok":
+        console.print(f"earnings gate: {ev.status}" + (f" ({escape(ev.note)})" if ev.note else ""))
+    else:
+        when = {e.symbol: e.date for e in ev.events}
+        removed = ", ".join(f"{s} {when[s]:%m-%d}" if s in when else s for s in sorted(ev.removed))
+        console.print(f"earnings gate ({escape(ev.source or '')}, sessions {ev.window[0]} to {ev.window[-1]}): "
+                      f"removed {removed or 'none'}; {len(ev.unknown)} scored names not covered by the provider")
+    if not ctx.levels:
+        return
+    table = Table(title="levels of the picks (dollars per share)")
+    for col in ("symbol", "entry", "ATR", "invalidation", "1R", "2R", "risk $/100k"):
+        table.add_column(col, justify="left" if col == "symbol" else "right")
+    for sym, lv in sorted(ctx.levels.items()):
+        risk = max(lv.account_risk.values(), default=0.0) * 100_000
+        table.add_row(sym, f"{lv.entry:,.2f}", f"{lv.atr:,.2f}", f"{lv.invalidation:,.2f}", f"{lv.target_1r:,.2f}",
+                      f"{lv.target_2r:,.2f}", f"{risk:,.0f}")
+    console.print(table)
 
 
 def retention_text(check, threshold: float | None) -> str:
@@ -116,7 +146,9 @@ def validate(console: Console, r: ValidateResult) -> None:
     for line in r.scanner_lines:
         console.print(f"[yellow]scanner:[/] {escape(line)}")
     console.print(f"selected [bold]{vr.selected_strategy}[/]: {escape(vr.selection_reason)}")
-    console.print(f"weights: {_weights_line(vr.validated_strategies[vr.selected_strategy].validated_allocations)}")
+    console.print(f"weights: {_weights_line(vr.validated_strategies[vr.selected_strategy].validated_allocations)}"
+                  + (f" (scaled to {vr.exposure:.0%} exposure by the regime; the rest stays in cash)"
+                     if vr.exposure < 1.0 else ""))
     console.print(f"validation written to {r.plan_path}" if r.written else "[yellow]dry run:[/] nothing written")
 
 

@@ -8,6 +8,9 @@ the target session's open (the price the simulated broker fills at) and held 1, 
 20 sessions (the target session counts as the first), weights fixed at entry:
 ``r = sum_i w_i (close_i,h / open_i,entry - 1) / sum_i w_i`` over the names with bars.
 
+When the plan recorded each pick's price levels (``context.levels``), ``replay`` also says which one
+the sessions after the scan touched first (``review.touches``).
+
 ``history`` and ``replay`` compute and return a result (``replay`` writes its PNG chart too, a file
 beside the figures it draws); ``trading_system.present.archives`` prints them.
 """
@@ -27,13 +30,14 @@ from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import BadInputError, NothingToDo, PlanError
 from trading_system.present.charts import forward_chart
+from trading_system.review.touches import Touches, level_touches
 from trading_system.runtime import make_source
 from trading_system.state.plan import Plan
 from trading_system.validate.gate import percent
 from trading_system.vocabulary import StrategyName
 
 HORIZONS = (1, 5, 20)
-#: A plan id as every command prints it: the target session and a digest (``20210420-558d1125``).
+#: A plan id as every command prints it: the target session and a digest (``20210420-b5367119``).
 PLAN_ID = re.compile(r"^[0-9]{8}-[0-9a-f]{8}$")
 
 
@@ -217,7 +221,7 @@ def find_plan(cfg: Config, plan_id: str) -> list[Path]:
 def resolve(cfg: Config, plan: str | None, latest: bool) -> tuple[Path, str | None]:
     """The archive a user named, and a note when more than one holds that plan.
 
-    ``plan`` is a plan id (``20210420-558d1125``, as every command prints it: the newest archive of
+    ``plan`` is a plan id (``20210420-b5367119``, as every command prints it: the newest archive of
     that plan, or the pending plan file if it was never archived), a path, or a file name in the
     archive folder; ``latest`` takes the newest archive.
 
@@ -226,7 +230,7 @@ def resolve(cfg: Config, plan: str | None, latest: bool) -> tuple[Path, str | No
         NothingToDo: ``--latest`` with no archive yet.
     """
     if bool(plan) == bool(latest):
-        raise BadInputError("name one plan (its id, e.g. 20210420-558d1125, or an archive file) or pass --latest; "
+        raise BadInputError("name one plan (its id, e.g. 20210420-b5367119, or an archive file) or pass --latest; "
                             "'prep history' lists them.")
     if latest:
         found = archives(cfg)
@@ -290,7 +294,8 @@ class Replay:
 
     ``path``: the archive read; ``note``: said first when several archives hold the plan; ``status``: the
     archive's; ``baskets``: label -> weights followed (see ``_baskets``); ``orders``: None when none were
-    recorded; ``chart``: the PNG written.
+    recorded; ``chart``: the PNG written; ``touches``: what each pick's price levels saw first (None for
+    a plan without ``context.levels``, see ``review.touches``).
     """
 
     path: Path
@@ -301,6 +306,7 @@ class Replay:
     forward: Forward
     orders: OrdersDone | None
     chart: Path
+    touches: Touches | None = None
 
 
 def _orders_done(doc: dict) -> OrdersDone | None:
@@ -335,4 +341,5 @@ def replay(cfg: Config, clock: sessions.Clock, plan_arg: str | None, latest: boo
     png = forward_chart({label: fwd.basket_path(w) for label, w in baskets.items()},
                         folder / f"replay_{plan.plan_id}.png",
                         f"plan {plan.plan_id}: after the open of {plan.target_session}", accounts)
-    return Replay(path, note, str(doc.get("status", "-")), plan, baskets, fwd, _orders_done(doc), png)
+    touches = level_touches(cfg, clock, plan, fwd.missing, HORIZONS)
+    return Replay(path, note, str(doc.get("status", "-")), plan, baskets, fwd, _orders_done(doc), png, touches)

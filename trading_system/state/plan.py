@@ -125,6 +125,7 @@ class ValidationResults(_Model):
     checks: dict[str, PickCheck]
     orders_executed: int = 0
     dry_run: bool = False
+    exposure: float = Field(1.0, ge=0, le=1)   # fraction of the investable equity traded (the regime's)
 
 
 class ScannerRunRecord(_Model):
@@ -158,6 +159,76 @@ class ScannersRecord(_Model):
     vetoed: dict[str, str] = Field(default_factory=dict)
 
 
+class RegimeRecord(_Model):
+    """The market's regime as of the evening (DESIGN §11).
+
+    ``status``: ``ok``, ``unavailable`` (no data: ``note`` says why; the gate is off for the
+    night) or ``off`` (``regime.enabled: false``).  ``source``: where the inputs came from (the
+    indices, or the ETF proxies).  ``inputs``: every figure the rules read (closes and averages in
+    index points or dollars, drawdowns and percentiles as fractions, VIX in points).
+    ``exposure``: the fraction of the investable equity the morning trades; ``strategy``: the
+    strategy the regime imposes (BUY_HOLD under RISK_OFF), or None.
+    """
+
+    status: Literal["ok", "unavailable", "off"]
+    state: Literal["RISK_ON", "NEUTRAL", "RISK_OFF"] | None = None
+    source: str | None = None
+    inputs: dict[str, float | bool | None] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    exposure: float = Field(1.0, ge=0, le=1)
+    strategy: StrategyName | None = None
+    note: str | None = None
+
+
+class EarningsEvent(_Model):
+    """One earnings report: its session (a weekend date moved to the next session), the time of day
+    as the provider gives it (``bmo``, ``amc`` or None when unknown) and the provider."""
+
+    symbol: str
+    date: dt.date
+    time: str | None = None
+    source: str
+
+
+class EventsRecord(_Model):
+    """The earnings gate of the evening (DESIGN §11).
+
+    ``window``: the sessions whose reports count ([scan session, target + within_sessions]).
+    ``removed``: pick -> why it left before the strategies were built.  ``unknown``: scored names
+    the provider does not cover (never "clear").  ``events``: the reports in the window for the universe.
+    """
+
+    status: Literal["ok", "unavailable", "off"]
+    source: str | None = None
+    window: list[dt.date] = Field(default_factory=list)
+    removed: dict[str, str] = Field(default_factory=dict)
+    unknown: list[str] = Field(default_factory=list)
+    events: list[EarningsEvent] = Field(default_factory=list)
+    note: str | None = None
+
+
+class PickLevels(_Model):
+    """A pick's price levels (DESIGN §11), dollars per share: Wilder ATR, the entry (last close), the
+    invalidation (entry - k x ATR), the targets (entry + r x risk) and the risk per share; and per
+    strategy holding it, ``account_risk`` = weight x risk per share / entry (a fraction of equity)."""
+
+    atr: float = Field(gt=0)
+    entry: float = Field(gt=0)
+    invalidation: float
+    target_1r: float
+    target_2r: float
+    risk_per_share: float = Field(gt=0)
+    account_risk: dict[str, float] = Field(default_factory=dict)
+
+
+class ContextRecord(_Model):
+    """The market context of the plan: regime, earnings events and each pick's levels."""
+
+    regime: RegimeRecord
+    events: EventsRecord
+    levels: dict[str, PickLevels] = Field(default_factory=dict)
+
+
 class Plan(_Model):
     """The whole ``pending_trades.json``."""
 
@@ -176,6 +247,7 @@ class Plan(_Model):
     config: dict[str, Any]
     validation_results: ValidationResults | None = None
     scanners: ScannersRecord | None = None   # None: no scanner configured
+    context: ContextRecord | None = None     # None: a plan written before the market context existed
 
     @model_validator(mode="after")
     def _consistent(self) -> "Plan":

@@ -27,6 +27,7 @@ from trading_system.state.plan import (
     save_plan,
 )
 from trading_system.validate.gate import check_pick, select_strategy, validate_strategy
+from trading_system.validate.regime import apply_regime
 from trading_system.validate.vetoes import apply_vetoes, morning_scan, with_morning
 from trading_system.vocabulary import StrategyName
 
@@ -91,9 +92,10 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
                                                   validation_rate=1.0, contestant=False)
         selected, reason = select_strategy(validated, cfg.validation)
+        selected, reason, exposure = apply_regime(plan, selected, reason)
         plan = plan.model_copy(update={"validation_results": ValidationResults(
             validation_time=now, selected_strategy=selected, selection_reason=reason,
-            validated_strategies=validated, checks=checks, dry_run=dry_run),
+            validated_strategies=validated, checks=checks, dry_run=dry_run, exposure=exposure),
             "scanners": with_morning(plan, outcome, vetoed)})
         if not dry_run:
             save_plan(plan_path, plan)

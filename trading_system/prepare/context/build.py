@@ -1,0 +1,116 @@
+"""The evening's market context for the plan (DESIGN §11): the regime from the indices (or their ETF
+proxies), the earnings gate over the scored names, and each pick's levels once the strategies exist.
+
+A context input that is missing (no index bars that night, a provider down, a malformed earnings
+file) leaves its gate ``unavailable`` with one line saying why, and the night goes on, unless the
+gate's ``required: true`` (then ``DataError``: exit 1 and no plan).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pandas as pd
+
+from trading_system.config import Config
+from trading_system.errors import DataError
+from trading_system.marketdata.base import MarketData
+from trading_system.prepare.context.regime import INDEX_PROXIES, VIX, assess
+from trading_system.state.plan import ContextRecord, Plan, RegimeRecord
+from trading_system.vocabulary import StrategyName
+
+log = logging.getLogger(__name__)
+
+#: Calendar days of index history read: the 252-session high and VIX percentile, and the EMA's seed.
+REGIME_DAYS = 550
+
+
+def _proxy_closes(source: MarketData, session: dt.date) -> dict[str, pd.Series]:
+    """SPY, QQQ and IWM closes (split-adjusted, dated <= ``session``) from the bar source."""
+    bars = source.bars(end=session, start=session - dt.timedelta(days=REGIME_DAYS),
+                       symbols=sorted(INDEX_PROXIES.values()))
+    return {str(s): g.set_index("date")["close"].astype(float) for s, g in bars.groupby("symbol", sort=True)}
+
+
+def regime_for(cfg: Config, source: MarketData, session: dt.date) -> RegimeRecord:
+    """The regime of ``session``: from the index bars when the source has them, else the ETF proxies
+    (SPY, QQQ, IWM; SPY's realised volatility for the VIX), with the source said in the record.
+
+    Raises:
+        DataError: the regime is unavailable and ``regime.required`` is true.
+    """
+    from trading_system.marketdata.polygon import NotEntitledError
+
+    rc = cfg.regime
+    if not rc.enabled:
+        return RegimeRecord(status="off", note="regime.enabled is false")
+    wanted = [*INDEX_PROXIES, VIX]
+    why_proxies = None
+    try:
+        closes = source.index_closes(wanted, session - dt.timedelta(days=REGIME_DAYS), session)
+        if any(t not in closes or closes[t].empty for t in (rc.trend_index, VIX)):
+            why_proxies = f"the {source.name} data has no {rc.trend_index} / {VIX} bars"
+    except NotEntitledError:
+        why_proxies = "the key is not entitled to Polygon's indices"
+    except DataError as exc:
+        why_proxies = f"the index bars could not be read ({exc})"
+    if why_proxies is None:
+        record = assess(closes, session, rc, proxies=False, source=f"indices {', '.join(wanted)} ({source.name})")
+    else:
+        source_text = (f"ETF proxies SPY, QQQ, IWM, and SPY's {rc.proxy_volatility_window}-session realised "
+                       f"volatility for the VIX ({why_proxies})")
+        try:
+            record = assess(_proxy_closes(source, session), session, rc, proxies=True, source=source_text)
+        except DataError as exc:
+            record = RegimeRecord(status="unavailable", source=source_text, note=str(exc))
+    if record.status == "unavailable":
+        if rc.required:
+            raise DataError(f"the market regime is unavailable for session {session} ({record.note}) and "
+                            "regime.required is true, so no plan was written.")
+        log.warning("regime unavailable for %s: %s", session, record.note)
+    return record
+
+
+def regime_line(record: RegimeRecord) -> str:
+    """One line for the prepare summary: the state, the deciding figures and the effect."""
+    if record.status != "ok":
+        return f"regime: {record.status} ({record.note})"
+    effect = ("trades as planned" if record.exposure == 1.0 and record.strategy is None
+              else f"{record.strategy + ' only, ' if record.strategy else ''}exposure {record.exposure:.0%}")
+    return f"regime: {record.state} ({'; '.join(record.reasons)}): {effect}"
+
+
+def evening_context(cfg: Config, source: MarketData, scan: pd.DataFrame, bars: pd.DataFrame, scan_session: dt.date,
+                    target: dt.date, universe: list[str]) -> ContextRecord:
+    """The regime and the earnings gate of the night (levels come later, see :func:`with_levels`).
+
+    Requires: ``scan`` as ``score_universe`` returns it (index symbol, ``pick``).
+    Sets: ``scan["pick"]`` False (in place) for each pick the earnings gate removes, before the
+    strategies are built; the record says why.
+
+    Raises:
+        DataError: a gate with ``required: true`` is unavailable.
+    """
+    from trading_system.marketdata.earnings import make_earnings
+    from trading_system.prepare.context.events import earnings_gate
+
+    regime = regime_for(cfg, source, scan_session)
+    # The provider reads its file or asks Polygon on its first question, inside the gate, which turns
+    # an unanswered question into ``unavailable`` (or a DataError when events.required).
+    events, removed = earnings_gate(scan, scan_session, target, make_earnings(cfg), cfg.events, universe)
+    if removed:
+        scan.loc[sorted(removed), "pick"] = False
+    if events.status == "unavailable":
+        log.warning("earnings gate unavailable for %s: %s", target, events.note)
+    return ContextRecord(regime=regime, events=events)
+
+
+def with_levels(context: ContextRecord, bars: pd.DataFrame, plan: Plan, cfg: Config) -> ContextRecord:
+    """``context`` with the levels of every name of a contestant strategy (BUY_HOLD's benchmarks are
+    not picks), ``account_risk`` per strategy holding it."""
+    from trading_system.prepare.context.levels import pick_levels
+
+    allocations = {str(n): dict(s.allocations) for n, s in plan.strategies.items() if n != StrategyName.BUY_HOLD}
+    picks = sorted({sym for weights in allocations.values() for sym in weights})
+    return context.model_copy(update={"levels": pick_levels(bars, picks, allocations, cfg.levels)})
