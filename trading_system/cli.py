@@ -300,6 +300,17 @@ def scan_backtest(state: _State, name: str, start, end, bars, splits, out) -> No
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (session, regime, events) for scripts.")
+@click.pass_obj
+def context(state: _State, as_json: bool) -> None:
+    """The market regime with its inputs, and the universe's earnings reports of the next sessions."""
+    from trading_system.prepare.context.build import context_report
+    from trading_system.present import context as show
+
+    _run(state, "context", lambda cfg, clock: show.context(state.console, context_report(cfg, clock), as_json))
+
+
+@main.command()
 @click.pass_obj
 def history(state: _State) -> None:
     """Archived plans: session, strategy chosen, validation rate, rejections, orders."""

@@ -8,6 +8,7 @@ gate's ``required: true`` (then ``DataError``: exit 1 and no plan).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -17,7 +18,7 @@ from trading_system.config import Config
 from trading_system.errors import DataError
 from trading_system.marketdata.base import MarketData
 from trading_system.prepare.context.regime import INDEX_PROXIES, VIX, assess
-from trading_system.state.plan import ContextRecord, Plan, RegimeRecord
+from trading_system.state.plan import ContextRecord, EventsRecord, Plan, RegimeRecord
 from trading_system.vocabulary import StrategyName
 
 log = logging.getLogger(__name__)
@@ -114,3 +115,52 @@ def with_levels(context: ContextRecord, bars: pd.DataFrame, plan: Plan, cfg: Con
     allocations = {str(n): dict(s.allocations) for n, s in plan.strategies.items() if n != StrategyName.BUY_HOLD}
     picks = sorted({sym for weights in allocations.values() for sym in weights})
     return context.model_copy(update={"levels": pick_levels(bars, picks, allocations, cfg.levels)})
+
+
+#: Sessions after the target whose reports ``prep context`` lists (a trading week ahead).
+CONTEXT_SESSIONS_AHEAD = 4
+
+
+@dataclasses.dataclass
+class ContextReport:
+    """``prep context``: the regime of the last closed session and the universe's earnings reports
+    from it through ``CONTEXT_SESSIONS_AHEAD`` sessions after the next one."""
+
+    session: dt.date
+    target: dt.date
+    regime: RegimeRecord
+    events: EventsRecord
+    universe_size: int
+
+    def to_json(self) -> dict:
+        """``{"session", "target", "regime": {"state", "inputs", "source", ...}, "events": [...], ...}``."""
+        return {"session": str(self.session), "target": str(self.target),
+                "regime": self.regime.model_dump(mode="json"),
+                "events": [e.model_dump(mode="json") for e in self.events.events],
+                "events_source": self.events.source, "events_status": self.events.status,
+                "events_note": self.events.note, "uncovered": self.events.unknown}
+
+
+def context_report(cfg: Config, clock) -> ContextReport:
+    """The market context as of ``clock`` without writing anything (``prep context``).
+
+    Raises:
+        AsOfError / DataError: the session's bars are outside the data or missing; a gate with
+            ``required: true`` is unavailable.
+    """
+    from trading_system import sessions
+    from trading_system.marketdata.earnings import make_earnings
+    from trading_system.prepare.context.events import earnings_gate
+    from trading_system.prepare.universe import build_universe
+    from trading_system.runtime import make_source
+
+    session = sessions.last_closed_session(clock.now())
+    target = sessions.next_session(session)
+    source = make_source(cfg, clock)
+    source.ensure_session(session)
+    universe = build_universe(cfg, source, session).symbols
+    regime = regime_for(cfg, source, session)
+    names = pd.DataFrame({"pick": False}, index=pd.Index(universe, name="symbol"))   # nothing is removed here
+    ahead = cfg.events.model_copy(update={"within_sessions": max(cfg.events.within_sessions, CONTEXT_SESSIONS_AHEAD)})
+    events, _ = earnings_gate(names, session, target, make_earnings(cfg), ahead, universe)
+    return ContextReport(session=session, target=target, regime=regime, events=events, universe_size=len(universe))
