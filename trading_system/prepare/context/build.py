@@ -28,8 +28,12 @@ REGIME_DAYS = 550
 
 
 def _proxy_closes(source: MarketData, session: dt.date) -> dict[str, pd.Series]:
-    """SPY, QQQ and IWM closes (split-adjusted, dated <= ``session``) from the bar source."""
-    bars = source.bars(end=session, start=session - dt.timedelta(days=REGIME_DAYS),
+    """SPY, QQQ and IWM closes (split-adjusted, dated <= ``session``) from the bar source, over the
+    scan's own ``HISTORY_DAYS`` (about 276 sessions: the 252-session high, the SMA and the realised
+    volatility's percentile fit), so a cold Polygon store fetches no session the scan does not."""
+    from trading_system.prepare.discovery import HISTORY_DAYS
+
+    bars = source.bars(end=session, start=session - dt.timedelta(days=HISTORY_DAYS),
                        symbols=sorted(INDEX_PROXIES.values()))
     return {str(s): g.set_index("date")["close"].astype(float) for s, g in bars.groupby("symbol", sort=True)}
 
@@ -63,8 +67,11 @@ def regime_for(cfg: Config, source: MarketData, session: dt.date) -> RegimeRecor
                        f"volatility for the VIX ({why_proxies})")
         try:
             record = assess(_proxy_closes(source, session), session, rc, proxies=True, source=source_text)
-        except DataError as exc:
-            record = RegimeRecord(status="unavailable", source=source_text, note=str(exc))
+        except DataError as exc:  # its own words speak of the scan's session, not of this gate
+            log.warning("regime: the ETF proxies' bars could not be read: %s", exc)
+            record = RegimeRecord(status="unavailable", source=source_text,
+                                  note=f"the ETF proxies' bars could not be read ({exc.__class__.__name__}; "
+                                       "details in the log)")
     if record.status == "unavailable":
         if rc.required:
             raise DataError(f"the market regime is unavailable for session {session} ({record.note}) and "

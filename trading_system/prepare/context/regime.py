@@ -116,8 +116,9 @@ def assess(closes: dict[str, pd.Series], session: dt.date, cfg: RegimeConfig, pr
            ) -> RegimeRecord:
     """The regime record of ``session``: state, inputs, reasons, exposure and the imposed strategy.
 
-    Requires: ``closes`` dated <= ``session`` (the caller clamps). An index without a close on
-    ``session`` makes the regime ``unavailable`` (a stale input is not a verdict).
+    Requires: ``closes`` dated <= ``session`` (the caller clamps). The trend index (or its proxy)
+    or the VIX without a close on ``session`` makes the regime ``unavailable`` (a stale input is not
+    a verdict).
     """
     trend = INDEX_PROXIES[cfg.trend_index] if proxies else cfg.trend_index
     series = closes.get(trend)
@@ -125,6 +126,11 @@ def assess(closes: dict[str, pd.Series], session: dt.date, cfg: RegimeConfig, pr
         last = None if series is None or series.empty else series.index[-1]
         return RegimeRecord(status="unavailable", source=source,
                             note=f"no {trend} close for session {session} (last: {last or 'none'})")
+    vix = closes.get(VIX)
+    if not proxies and (vix is None or vix.dropna().empty or vix.dropna().index[-1] != session):
+        last = None if vix is None or vix.dropna().empty else vix.dropna().index[-1]
+        return RegimeRecord(status="unavailable", source=source,
+                            note=f"no {VIX} close for session {session} (last: {last or 'none'})")
     inputs = regime_inputs(closes, cfg, proxies)
     state, reasons = classify(inputs, trend, cfg)
     if state is None:
