@@ -103,7 +103,9 @@ class Night:
     (so a test reading the evening's plan does not depend on whether execute already consumed it)."""
 
     def __init__(self, folder: Path, evening: str, extra: str):
-        write_config(folder, extra)
+        # No slippage: these nights measure the regime's exposure, so fills are at the open exactly
+        # (the costs have their own tests).
+        write_config(folder, "costs: {slippage_bps: 0}\n" + extra)
         self.folder, self.prep = folder, Prep(folder)
         r = self.prep("--as-of", evening, "prepare")
         assert r.exit_code == 0, r.output

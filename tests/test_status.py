@@ -62,6 +62,8 @@ def test_an_active_kill_switch_comes_first(prep):
 
 
 def test_positions_after_the_demo_night(prep):
+    (prep.folder / "config.yaml").write_text((prep.folder / "config.yaml").read_text()
+                                             + "costs: {slippage_bps: 0}\n")   # fills at the opens exactly
     for as_of, cmd in (("2021-04-19T20:00", "prepare"), ("2021-04-20T09:00", "validate"),
                        ("2021-04-20T09:31", "execute")):
         r = prep("--as-of", as_of, cmd)

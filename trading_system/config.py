@@ -16,8 +16,9 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from trading_system.config_context import EventsConfig, LevelsConfig, RegimeConfig
+from trading_system.config_errors import format_validation_error
 from trading_system.config_scanners import ScannerEntry, check_entries
-from trading_system.errors import ConfigError, first_problem
+from trading_system.errors import ConfigError
 from trading_system.settings_types import Count, Dollars0, Fraction, Fraction0, Points, Strict
 
 
@@ -284,6 +285,19 @@ class LoggingConfig(Strict):
     backups: int = Field(5, ge=0, le=100)
 
 
+class CostsConfig(Strict):
+    """Trading costs charged by the simulated broker (and so by the backtest), DESIGN §12.
+
+    ``commission_per_order``: dollars per filled order (0: Alpaca charges no commission on US
+    equities).  ``slippage_bps``: every fill is this many basis points worse than the open, in the
+    direction of the trade (buys higher, sells lower); 5 bps is about half the quoted spread plus
+    impact of a liquid large-cap at the open, a deliberately modest figure to raise for thinner names.
+    """
+
+    commission_per_order: Dollars0 = 0.0
+    slippage_bps: float = Field(5.0, ge=0, le=1000)
+
+
 class Config(Strict):
     """The whole ``config.yaml``. ``root`` is the folder of the file (not a YAML key)."""
 
@@ -297,6 +311,7 @@ class Config(Strict):
     validation: ValidationConfig = ValidationConfig()
     execution: ExecutionConfig = ExecutionConfig()
     broker: BrokerConfig = BrokerConfig()
+    costs: CostsConfig = CostsConfig()
     polygon: PolygonConfig = PolygonConfig()
     notify: NotifyConfig = NotifyConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -320,40 +335,6 @@ class Config(Strict):
     def public_dict(self) -> dict:
         """The config as plain data for a plan or an archive (it never holds a secret)."""
         return self.model_dump(mode="json")
-
-
-_FRACTION_HINT = "; it is a fraction (0.85 means 85 %), not a percent"
-
-
-def _format_validation_error(err: ValidationError, source: Path, raw: dict | None = None) -> str:
-    """One sentence naming the key, the value given and the range it must be in.
-
-    A key of a ``scanners:`` entry is named by the entry's name (``scanners[gappers].colour``),
-    and a rule across the whole file (two scanners with one name) is said as it is."""
-    p = first_problem(err, top="(top level)")
-    if not p.loc:
-        return f"{source}: {p.message}; fix it in the config file."
-    where = _scanner_where(p.loc, raw) or p.where
-    if p.kind == "extra_forbidden":
-        return f"{source}: unknown key '{where}'; remove it or check its spelling against config.yaml's comments."
-    if p.kind == "missing" or p.kind.startswith("model_"):
-        return f"{source}: invalid value for '{where}': {p.message}; fix it in the config file."
-    value = p.value
-    hint = _FRACTION_HINT if p.ctx.get("le") == 1 and isinstance(value, (int, float)) and value > 1 else ""
-    shown = p.shown(hide=p.loc[:1] == ("notify",))  # Apprise URLs hold tokens: never echo them
-    return f"{source}: invalid value for '{where}' ({shown}): {p.message}{hint}; fix it in the config file."
-
-
-def _scanner_where(loc: tuple, raw: dict | None) -> str | None:
-    """``scanners[NAME].key`` for a problem inside the ``n``-th scanner entry that has a name; else None."""
-    if len(loc) < 2 or loc[0] != "scanners" or not isinstance(loc[1], int) or not isinstance(raw, dict):
-        return None
-    entries = raw.get("scanners")
-    entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
-    name = entry.get("name") if isinstance(entry, dict) else None
-    if not isinstance(name, str):
-        return None
-    return ".".join([f"scanners[{name}]", *(str(part) for part in loc[2:])])
 
 
 def load_config(path: Path | str) -> Config:
@@ -390,7 +371,7 @@ def load_config(path: Path | str) -> Config:
         cfg = Config.model_validate({**raw, "root": path.resolve().parent})
     except ValidationError as exc:
         # from None: pydantic's own text repeats the input (an Apprise URL's token) into -v and the log
-        raise ConfigError(_format_validation_error(exc, path, raw)) from None
+        raise ConfigError(format_validation_error(exc, path, raw)) from None
     load_env(cfg.root)
     return cfg
 

@@ -49,7 +49,8 @@ def make_broker(cfg: Config, session: dt.date | None, dry_run: bool, live: bool 
 
         sim = cfg.broker.simulated
         broker: Broker = SimulatedBroker(BarStore(cfg.path(cfg.data.sample_dir)), cfg.path(sim.account_file),
-                                         session, sim.starting_cash)
+                                         session, sim.starting_cash, cfg.costs.commission_per_order,
+                                         cfg.costs.slippage_bps)
     elif cfg.broker.kind == "alpaca":
         import os
 

@@ -10,6 +10,12 @@ broker is set to, or, for a symbol with no bar that session, its last close befo
 When the broker moves to a later session, splits whose ex-date it passed multiply the
 share counts (4-for-1 turns 10 shares into 40), so positions stay true across splits.
 
+Costs (DESIGN §12): every fill is ``slippage_bps`` basis points worse than that price in the
+direction of the trade (a buy at open x (1 + bps / 10,000), a sell at open x (1 - bps / 10,000)),
+and ``commission`` dollars are taken from the cash per filled order.  A buy by notional spends
+its notional on shares at the slipped price, and the commission beside it.  What was paid is kept
+in the account file (``commission_paid``, ``slippage_paid``, dollars).
+
 With ``account_file=None`` the account lives in memory only, and ``move_to`` carries it
 to the next session: a backtest keeps one broker for hundreds of sessions without
 rewriting a growing JSON file after every fill.
@@ -62,8 +68,10 @@ class SimulatedBroker:
     submit_attempts = 1      # a submission either fills at the open or is refused: never uncertain
     retry_wait = 0.0
 
-    def __init__(self, store: BarReader, account_file: Path | None, session: dt.date, starting_cash: float):
+    def __init__(self, store: BarReader, account_file: Path | None, session: dt.date, starting_cash: float,
+                 commission: float = 0.0, slippage_bps: float = 0.0):
         self._store = store
+        self._commission, self._slip = float(commission), float(slippage_bps) / 10_000.0
         self._path = Path(account_file) if account_file is not None else None
         self._session = session
         self._opens: dict[str, float] | None = None
@@ -97,6 +105,13 @@ class SimulatedBroker:
     def cash(self) -> float:
         """Cash in dollars."""
         return float(self._state["cash"])
+
+    @property
+    def costs_paid(self) -> dict[str, float]:
+        """Dollars paid since the account started: ``commission`` and ``slippage`` (shares x the
+        distance between the fill and the unslipped price)."""
+        return {"commission": float(self._state.get("commission_paid", 0.0)),
+                "slippage": float(self._state.get("slippage_paid", 0.0))}
 
     @property
     def holdings(self) -> dict[str, float]:
@@ -204,18 +219,27 @@ class SimulatedBroker:
             qty = held if request.close_position else min(float(cast(float, request.qty)), held)
             if qty <= 0:
                 return self._record(request, "rejected", 0.0, None, "no position to sell")
+            fill = px * (1.0 - self._slip) if self._slip else px
             self._state["positions"][request.symbol] = round(held - qty, 9)
             if self._state["positions"][request.symbol] <= 1e-9:
                 del self._state["positions"][request.symbol]
-            self._state["cash"] = round(self._state["cash"] + qty * px, 2)
+            self._state["cash"] = round(self._state["cash"] + qty * fill - self._commission, 2)
         else:
-            notional = request.notional if request.notional is not None else float(cast(float, request.qty)) * px
-            if notional > self._state["cash"] + 1e-6:
+            fill = px * (1.0 + self._slip) if self._slip else px
+            notional = request.notional if request.notional is not None else float(cast(float, request.qty)) * fill
+            if notional + self._commission > self._state["cash"] + 1e-6:
                 return self._record(request, "rejected", 0.0, None, "insufficient buying power")
-            qty = round(notional / px, 9)
+            qty = round(notional / fill, 9)
             self._state["positions"][request.symbol] = round(held + qty, 9)
-            self._state["cash"] = round(self._state["cash"] - notional, 2)
-        return self._record(request, "filled", qty, px, None)
+            self._state["cash"] = round(self._state["cash"] - notional - self._commission, 2)
+        self._charge(qty * abs(fill - px))
+        return self._record(request, "filled", qty, fill, None)
+
+    def _charge(self, slippage: float) -> None:
+        """Add one filled order's commission and ``slippage`` (dollars) to what the account has paid."""
+        if self._commission or slippage:
+            self._state["commission_paid"] = round(self._state.get("commission_paid", 0.0) + self._commission, 6)
+            self._state["slippage_paid"] = round(self._state.get("slippage_paid", 0.0) + slippage, 6)
 
     def _record(self, request: OrderRequest, status: str, qty: float, px: float | None,
                 reason: str | None) -> Order:
