@@ -2,9 +2,14 @@
 
 Runs the system, the same system with the gate off (--no-gate) and BUY_HOLD, and prints
 the wall time and the backtest's own table.
-Run by hand: .venv/bin/python benchmarks/bench_backtest.py [--bars FILE]
+Run by hand: .venv/bin/python benchmarks/bench_backtest.py [--bars FILE] [--no-regime] [--no-events]
+(the extra flags are passed to ``prep backtest``: ``--no-regime`` / ``--no-events`` add the system with
+the regime / the earnings gate off; the earnings-off twin scans its own evening, a second scan a night).
 Target (issue 5): at most 60 s on a 2-core machine (aim for 20 s).
 Measured: 52.2 s before the per-night speed-ups, 31.4 s after (same table to the cent).
+With the market context (issue 12) and --no-regime --no-events: 290 s wall (518 sessions, five
+accounts, a shared 2-core machine under load ~3), most of it in prepare's pick levels
+(``levels._pick_panels`` converting the whole Arrow ``date`` column to Python dates each night).
 """
 
 from __future__ import annotations

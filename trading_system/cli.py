@@ -228,14 +228,19 @@ def status(state: _State, live: bool) -> None:
 @click.option("--splits", default=None, help="Splits CSV for --bars when it is not splits.csv beside it.")
 @click.option("--no-gate", "no_gate", is_flag=True,
               help="Also replay the same system with the retention gate off (threshold 0) and show it beside.")
+@click.option("--no-regime", "no_regime", is_flag=True,
+              help="Also replay the same system with the market regime off (regime.enabled false) and show it beside.")
+@click.option("--no-events", "no_events", is_flag=True,
+              help="Also replay the same system with the earnings gate off (events.enabled false) and show it beside.")
 @click.option("--out", default=None, help="Folder for the JSON summary and the PNG chart (default: reports/).")
 @click.pass_obj
-def backtest(state: _State, start, end, bars, splits, no_gate, out) -> None:
+def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_events, out) -> None:
     """Replay prepare, validate and execute over every session, against BUY_HOLD."""
     from trading_system.review.backtest_report import backtest_command
 
     _run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
-                                                                bars, splits, no_gate, out))
+                                                                bars, splits, no_gate, out, no_regime=no_regime,
+                                                                no_events=no_events))
 
 
 @main.command()

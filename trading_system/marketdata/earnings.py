@@ -133,6 +133,10 @@ def _answer(source: str, rows: list[tuple[str, dt.date, str | None]], symbols: l
     return EarningsAnswer(source, tuple(kept), covered & wanted)
 
 
+#: The last earnings file read: (path, mtime_ns, size) -> its checked table.
+_TABLES: dict[tuple[str, int, int], pd.DataFrame] = {}
+
+
 class CsvEarnings:
     """Report dates from a CSV file with columns ``symbol,date`` and an optional ``time``.
 
@@ -204,9 +208,21 @@ class CsvEarnings:
         return pd.DataFrame({"symbol": symbols, "date": dates.dt.date, "time": pd.Series(times, dtype=object)})
 
     def table(self) -> pd.DataFrame:
-        """The whole file, checked (read once).  Raises ``EarningsUnavailable`` as ``_read``."""
+        """The whole file, checked: read once per process while the file is unchanged (a backtest asks
+        every night).  Raises ``EarningsUnavailable`` as ``_read``."""
         if self._table is None:
-            self._table = self._read()
+            try:
+                st = self.path.stat()
+                key = (str(self.path.resolve()), st.st_mtime_ns, st.st_size)
+            except OSError:
+                key = None
+            if key is not None and key in _TABLES:
+                self._table = _TABLES[key]
+            else:
+                self._table = self._read()
+                if key is not None:
+                    _TABLES.clear()
+                    _TABLES[key] = self._table
             self._covered = frozenset(self._table["symbol"])
         return self._table
 
@@ -218,15 +234,18 @@ class CsvEarnings:
         """The file's reports of ``symbols`` applying to a session in [start, end].
 
         Raises:
-            EarningsUnavailable: the file is malformed (see ``_read``), or it covers dates only
-                through a day before ``end``.
+            EarningsUnavailable: the file is malformed (see ``_read``), or its dates end before
+                ``end`` or start after ``start``.
         """
         table = self.table()
-        last = self.covers_through()
+        first, last = table["date"].min(), self.covers_through()
         if end > last:
             raise EarningsUnavailable(f"earnings file {self.path} covers report dates only through {last}, "
                                       f"before the window's end {end}; update it (a stale file cannot say "
                                       "there is no report).")
+        if start < first:
+            raise EarningsUnavailable(f"earnings file {self.path} starts on {first}, after the window's start "
+                                      f"{start}; it cannot say there is no report before it.")
         near = table[(table["date"] >= first_report_day(start)) & (table["date"] <= end)]
         rows = list(zip(near["symbol"], near["date"], near["time"]))
         return _answer(self.name, rows, symbols, self._covered, start, end)

@@ -142,11 +142,12 @@ def _build_plan(cfg: Config, scan: pd.DataFrame, now: dt.datetime, scan_session:
     metrics and the scan's summary (pure: nothing is read or written)."""
     allocations = build_strategies(scan, cfg.strategies)
     notes = cap_notes(allocations, cfg.strategies)
-    scores = scan["score"].where(scan["score"].notna(), None)
+    # None for a name the scan could not score (a benchmark with too little history); a NaN must
+    # never reach the plan (``where(..., None)`` keeps NaN in a float column under pandas 3)
+    scores = {str(s): (None if pd.isna(v) else round(float(v), 6)) for s, v in scan["score"].items()}
     strategies = {
         name: Strategy(allocations=weights, note=notes.get(name),
-                       original_scores={s: (round(float(scores[s]), 6) if s in scores.index and scores[s] is not None
-                                            else None) for s in weights})
+                       original_scores={s: scores.get(s) for s in weights})
         for name, weights in allocations.items()
     }
     picks = scan[scan["pick"]]

@@ -23,7 +23,9 @@ from trading_system.vocabulary import StrategyName
 #: One colour per account or series, in every chart (matplotlib's tab10 colours, by name).
 #: "system" is what the nightly cycle trades (a replay's "(traded)" basket), "no gate" the same
 #: system with the retention gate off (a replay's "before the gate" basket), "rejected" the picks the
-#: gate rejected; TACTICAL / SPEC / ASYM are a never-validated plan's evening strategies.
+#: gate rejected; TACTICAL / SPEC / ASYM are a never-validated plan's evening strategies; "no regime" and
+#: "no events" the backtest's system with the market regime / the earnings gate off (colours outside
+#: ``_SPARE``, so no other series shares them).
 ACCOUNT_COLOURS: dict[str, str] = {
     "system": "#1f77b4",      # blue
     "no gate": "#ff7f0e",     # orange
@@ -32,6 +34,8 @@ ACCOUNT_COLOURS: dict[str, str] = {
     StrategyName.TACTICAL.value: "#2ca02c",   # green
     StrategyName.SPEC.value: "#9467bd",       # purple
     StrategyName.ASYM.value: "#8c564b",       # brown
+    "no regime": "#008080",   # teal
+    "no events": "#c71585",   # medium violet red (magenta)
 }
 #: Colours for series no entry names, chosen by a stable hash of the name (never by drawing order).
 _SPARE = ("#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a")

@@ -8,13 +8,24 @@ are called, each with a frozen as-of clock:
 
 in a scratch workspace (plan file, journals, archives), against an in-memory
 ``SimulatedBroker`` that fills at T's open.  Every account is marked to market at T's close.
-Beside the system run two twins:
+Beside the system run, each in a workspace and a scratch config of its own:
 
 - BUY_HOLD: the benchmark weights (SPY 0.6 / QQQ 0.4) rebalanced every session by the
   same ``execution.rebalance`` code, cash buffer and minimum order;
-- with ``gate_off_twin``: the same system with the retention gate off (threshold 0).  The
-  evening scan does not depend on the gate, so it runs once and its plan file is copied
-  to the twin's workspace, which then validates and executes it on its own.
+- with ``gate_off_twin`` (NO_GATE): the same system with the retention gate off (threshold 0).
+  The evening scan does not depend on the gate, so it runs once and its plan file is copied
+  to the twin's workspace, which then validates and executes it on its own;
+- with ``regime_off_twin`` (NO_REGIME): the same system with ``regime.enabled`` false.  The
+  regime does not change the evening scan either (prepare only records it in the plan; it acts
+  at validate), so the twin's plan is the system's with the record prepare writes when the regime is
+  off (``regime_for`` of the twin's config: status ``off``) and the twin's config (``regime_off_plan``;
+  tests/test_backtest.py checks it equals the plan ``run_prepare`` writes with that config);
+- with ``events_off_twin`` (NO_EVENTS): the same system with ``events.enabled`` false.  The earnings
+  gate removes picks before the strategies are built, so the twin runs its own evening scan.
+
+The twins each switch off one thing; the system has everything the user's config has on.
+Every night records the regime state of the system's plan (``Night.regime``), the exposure each
+account traded, and the picks the system's earnings gate removed.
 
 Speed: the bars are read once into a ``CachedSource`` (split factors rebuilt only when a
 newly known split appears; a read repeated at once, as the twin's validate does, answered
@@ -22,7 +33,9 @@ from the last one), and the broker keeps its account, and an index of its orders
 in memory.  The pre-trade notional guards are lifted in the scratch config (the absolute caps
 off, the relative ones at the top of their ranges: a simulation holds no money); the per-night
 code path is otherwise the cron path, and it is that shared
-code that is kept fast (~55 ms a night for the three accounts on a 2-core machine).
+code that is kept fast (~55 ms a night for the three accounts on a 2-core machine before the market
+context; with it, and --no-regime --no-events, ~0.55 s a night for five accounts, most of it in the
+two evening scans' pick levels: see benchmarks/bench_backtest.py).
 """
 
 from __future__ import annotations
@@ -48,12 +61,20 @@ from trading_system.execute.rebalance import Journal, rebalance
 from trading_system.execute.run import run_execute
 from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
+from trading_system.prepare.context.build import regime_for
 from trading_system.prepare.run import run_prepare
 from trading_system.review import metrics
+from trading_system.state.plan import Plan, load_plan, save_plan
 from trading_system.validate.run import run_validate
 from trading_system.vocabulary import StrategyName
 
 SYSTEM, NO_GATE, BUY_HOLD = "system", "no gate", StrategyName.BUY_HOLD.value
+NO_REGIME, NO_EVENTS = "no regime", "no events"
+#: Every account, in the order of the equity columns and the report's rows.
+ACCOUNTS = (SYSTEM, NO_GATE, NO_REGIME, NO_EVENTS, BUY_HOLD)
+#: The regime states a night's plan can hold: the three of DESIGN §11, ``unavailable`` (no data that
+#: night, or a plan without a context) and ``off`` (``regime.enabled`` false in the config).
+REGIME_STATES = ("RISK_ON", "NEUTRAL", "RISK_OFF", "unavailable", "off")
 
 
 Step = Callable[[str, dt.datetime, int, int], None]
@@ -61,14 +82,18 @@ Step = Callable[[str, dt.datetime, int, int], None]
 
 @dataclasses.dataclass
 class Night:
-    """One session of the backtest: what each account traded and what the gate did."""
+    """One session of the backtest: what each account traded and what the gates did."""
 
     session: dt.date
-    plan_id: str
+    plan_id: str                      # the system's plan
     selected: dict[str, str]          # account -> strategy traded that session
-    checked: int                      # picks re-scored in the morning
+    checked: int                      # picks of the system's plan re-scored in the morning
     rejected: dict[str, int]          # account -> picks rejected by its gate
     traded: dict[str, float]          # account -> dollars filled (buys + sells)
+    checks: dict[str, int] = dataclasses.field(default_factory=dict)      # account -> picks re-scored
+    regime: str = "unavailable"       # the system's plan: one of REGIME_STATES
+    exposure: dict[str, float] = dataclasses.field(default_factory=dict)  # account -> fraction invested
+    earnings_removed: list[str] = dataclasses.field(default_factory=list)  # picks the system's gate removed
 
 
 @dataclasses.dataclass
@@ -82,15 +107,32 @@ class BacktestResult:
     figures: dict[str, dict]
     nights: list[Night]
     seconds: float
+    index_file: str | None = None     # the regime's index bars (the source's context file), if there is one
+    gross: pd.DataFrame | None = None  # equity before costs: each curve plus the costs paid to date (dollars)
 
     def selections(self, account: str = SYSTEM) -> dict[str, int]:
         """Sessions each strategy was traded by ``account``."""
         return dict(collections.Counter(n.selected[account] for n in self.nights if account in n.selected))
 
+    def picks_checked(self, account: str = SYSTEM) -> int:
+        """Picks ``account`` re-scored over every morning (its own plans: NO_EVENTS scans its own)."""
+        return sum(n.checks.get(account, n.checked) for n in self.nights)
+
     def rejection_rate(self, account: str = SYSTEM) -> float:
-        """Rejected picks / picks checked, over every morning (NaN when none were checked)."""
-        checked = sum(n.checked for n in self.nights)
+        """Rejected picks / picks checked by ``account``, over every morning (NaN when none were checked)."""
+        checked = self.picks_checked(account)
         return sum(n.rejected.get(account, 0) for n in self.nights) / checked if checked else math.nan
+
+    def regime_nights(self) -> dict[str, int]:
+        """Nights per regime state of the system's plans: RISK_ON, NEUTRAL, RISK_OFF and unavailable
+        always (0 when none), ``off`` only when it occurs."""
+        counts = collections.Counter(n.regime for n in self.nights)
+        return {s: counts.get(s, 0) for s in REGIME_STATES if s != "off" or counts.get(s)}
+
+    def earnings_removals(self) -> tuple[int, int]:
+        """(picks removed, nights with a removal) by the system's earnings gate."""
+        return (sum(len(n.earnings_removed) for n in self.nights),
+                sum(bool(n.earnings_removed) for n in self.nights))
 
 
 def fast_tmp() -> str | None:
@@ -99,10 +141,12 @@ def fast_tmp() -> str | None:
     return str(shm) if shm.is_dir() and shm.stat().st_mode & 0o002 else None
 
 
-def scratch_config(cfg: Config, folder: Path, retention_threshold: float) -> Config:
-    """``cfg`` with every state path inside ``folder``, the given gate and the pre-trade limits lifted.
+def scratch_config(cfg: Config, folder: Path, retention_threshold: float, regime_off: bool = False,
+                   events_off: bool = False) -> Config:
+    """``cfg`` with every state path inside ``folder``, the given gate and the pre-trade limits lifted;
+    ``regime.enabled`` / ``events.enabled`` false when ``regime_off`` / ``events_off``.
 
-    The data, universe, scoring, strategies and execution sizing are the user's own.
+    The data, universe, scoring, strategies, market context and execution sizing are the user's own.
     """
     paths = PathsConfig(plan=str(folder / "pending_trades.json"), archive_dir=str(folder / "archived_trades"),
                         data_dir=str(folder / "data"), log_dir=str(folder / "logs"),
@@ -110,7 +154,23 @@ def scratch_config(cfg: Config, folder: Path, retention_threshold: float) -> Con
     execution = cfg.execution.model_copy(update={"max_order_notional": None, "max_run_notional": None,
                                                  "max_order_fraction": 1.0, "max_run_turnover": 4.0})
     validation = cfg.validation.model_copy(update={"retention_threshold": retention_threshold})
-    return cfg.model_copy(update={"paths": paths, "execution": execution, "validation": validation})
+    update = {"paths": paths, "execution": execution, "validation": validation}
+    if regime_off:
+        update["regime"] = cfg.regime.model_copy(update={"enabled": False})
+    if events_off:
+        update["events"] = cfg.events.model_copy(update={"enabled": False})
+    return cfg.model_copy(update=update)
+
+
+def regime_off_plan(plan: Plan, cfg: Config, source: CachedSource) -> Plan:
+    """The plan ``run_prepare`` writes with ``cfg`` (``regime.enabled`` false) on the night of ``plan``,
+    a plan the system's prepare wrote on that night: the same scan, strategies and earnings gate (the
+    regime does not change them), with the regime record of ``cfg`` (``regime_for``: status ``off``,
+    nothing read) and ``cfg`` as the plan's config."""
+    context = plan.context
+    if context is not None:
+        context = context.model_copy(update={"regime": regime_for(cfg, source, plan.scan_session)})
+    return plan.model_copy(update={"context": context, "config": cfg.public_dict()})
 
 
 def default_source(cfg: Config) -> CachedSource:
@@ -155,7 +215,8 @@ def _filled(orders) -> tuple[float, float]:
 
 def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource | None = None,
                  gate_off_twin: bool = False, on_step: Step | None = None,
-                 workdir: Path | None = None) -> BacktestResult:
+                 workdir: Path | None = None, regime_off_twin: bool = False,
+                 events_off_twin: bool = False) -> BacktestResult:
     """Replay prepare -> validate -> execute for every session in [start, end].
 
     Requires: bars (and splits) from the session before ``start`` to ``end`` in ``source``
@@ -163,8 +224,10 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
     ``source`` must also answer the store reads of the simulated broker (``CachedSource`` does).
     ``on_step(stage, as_of, sessions_done, sessions_total)`` is called before each stage
     (``prepare``, ``validate``, ``execute``) and once per finished session (``marked``).
-    ``workdir``: where the scratch workspaces go (default a temporary folder, removed after).
-    Sets: a ``BacktestResult`` with equity curves of SYSTEM, BUY_HOLD (and NO_GATE) in dollars.
+    ``workdir``: where the scratch workspaces go (default a temporary folder, removed after), one
+    folder per account (``system``, ``no_gate``, ``no_regime``, ``no_events``, ``buy_hold``).
+    ``gate_off_twin`` / ``regime_off_twin`` / ``events_off_twin`` add NO_GATE / NO_REGIME / NO_EVENTS.
+    Sets: a ``BacktestResult`` with equity curves of SYSTEM, the twins asked for and BUY_HOLD in dollars.
 
     Raises:
         BadInputError: empty or reversed range, or a range outside the data.
@@ -181,18 +244,35 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
         owned_tmp = tempfile.TemporaryDirectory(prefix="prep-backtest-", dir=fast_tmp())
         workdir = Path(owned_tmp.name)
     try:
-        replay = _replay_context(cfg, workdir, gate_off_twin, source, benchmarks, days[0],
+        twins = [name for name, on in ((NO_GATE, gate_off_twin), (NO_REGIME, regime_off_twin),
+                                       (NO_EVENTS, events_off_twin)) if on]
+        replay = _replay_context(cfg, workdir, twins, source, benchmarks, days[0],
                                  on_step or (lambda *a: None), len(days))
         nights = _replay_nights(replay, first_scan, days)
     finally:
         if owned_tmp is not None:
             owned_tmp.cleanup()
     equity = pd.DataFrame(replay.marks, index=pd.Index([first_scan, *days], name="session"))
-    equity = equity[[c for c in (SYSTEM, NO_GATE, BUY_HOLD) if c in equity.columns]]
-    figures = {name: metrics.summary(equity[name], *replay.totals[name], cfg.scoring.risk_free_rate)
-               for name in equity.columns}
+    equity = equity[[c for c in ACCOUNTS if c in equity.columns]]
+    paid = pd.DataFrame(replay.costs, index=equity.index)[list(equity.columns)]
+    figures = {name: {**metrics.summary(equity[name], *replay.totals[name], cfg.scoring.risk_free_rate),
+                      **_cost_figures(equity[name], replay.brokers[name])} for name in equity.columns}
+    context_file = source.context_file
+    index_file = str(context_file) if context_file is not None and Path(context_file).is_file() else None
     return BacktestResult(start=days[0], end=days[-1], data_source=source.name, equity=equity, figures=figures,
-                          nights=nights, seconds=time.perf_counter() - t0)
+                          nights=nights, seconds=time.perf_counter() - t0, index_file=index_file,
+                          gross=equity + paid)
+
+
+def _cost_figures(equity: pd.Series, broker: SimulatedBroker) -> dict[str, float]:
+    """What an account paid (dollars: ``commission``, ``slippage``, ``costs``) and its equity before
+    them: ``gross_end_equity`` = the end equity plus the costs paid (what was paid earns nothing
+    here: a simple, conservative gross), ``gross_total_return`` a fraction."""
+    paid = broker.costs_paid
+    costs = paid["commission"] + paid["slippage"]
+    gross_end = float(equity.iloc[-1]) + costs
+    return {"commission": paid["commission"], "slippage": paid["slippage"], "costs": costs,
+            "gross_end_equity": gross_end, "gross_total_return": gross_end / float(equity.iloc[0]) - 1.0}
 
 
 def _backtest_sessions(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -209,7 +289,7 @@ def _backtest_sessions(start: dt.date, end: dt.date) -> list[dt.date]:
 class _Replay:
     """What every night of one backtest shares: the workspaces, the brokers and the running sums."""
 
-    configs: dict[str, Config]            # account -> its scratch config (SYSTEM, maybe NO_GATE)
+    configs: dict[str, Config]            # account -> its scratch config (SYSTEM and the twins)
     bh_cfg: Config                        # BUY_HOLD's scratch config
     brokers: dict[str, SimulatedBroker]   # account (the above and BUY_HOLD) -> its broker
     benchmarks: dict[str, float]          # BUY_HOLD's weights (fractions)
@@ -219,21 +299,34 @@ class _Replay:
     total: int                            # sessions in the backtest
     marks: dict[str, list[float]]         # account -> equity at the start, then each session's close (dollars)
     totals: dict[str, list[float]]        # account -> [dollars bought, dollars sold]
+    costs: dict[str, list[float]]         # account -> costs paid to date at each mark (dollars)
 
 
-def _replay_context(cfg: Config, workdir: Path, gate_off_twin: bool, source: CachedSource,
+    @property
+    def scans(self) -> list[str]:
+        """The accounts whose evening runs its own scan: SYSTEM, and NO_EVENTS (its gate changes the picks)."""
+        return [name for name in self.configs if name in (SYSTEM, NO_EVENTS)]
+
+
+def _replay_context(cfg: Config, workdir: Path, twins: list[str], source: CachedSource,
                     benchmarks: dict[str, float], first_day: dt.date, step: Step, total: int) -> _Replay:
     """The scratch configs under ``workdir`` and a simulated broker per account, each holding the starting cash."""
     cash = cfg.broker.simulated.starting_cash
-    configs = {SYSTEM: scratch_config(cfg, workdir / "system", cfg.validation.retention_threshold)}
-    if gate_off_twin:
-        configs[NO_GATE] = scratch_config(cfg, workdir / "no_gate", 0.0)
+    gate = cfg.validation.retention_threshold
+    made = {SYSTEM: lambda: scratch_config(cfg, workdir / "system", gate),
+            NO_GATE: lambda: scratch_config(cfg, workdir / "no_gate", 0.0),
+            NO_REGIME: lambda: scratch_config(cfg, workdir / "no_regime", gate, regime_off=True),
+            NO_EVENTS: lambda: scratch_config(cfg, workdir / "no_events", gate, events_off=True)}
+    configs = {name: make() for name, make in made.items() if name == SYSTEM or name in twins}
     bh_cfg = scratch_config(cfg, workdir / "buy_hold", cfg.validation.retention_threshold)
-    brokers = {name: SimulatedBroker(source, None, first_day, cash) for name in [*configs, BUY_HOLD]}
+    # Every account, BUY_HOLD included, pays the configured costs (costs:, DESIGN §12).
+    brokers = {name: SimulatedBroker(source, None, first_day, cash, cfg.costs.commission_per_order,
+                                     cfg.costs.slippage_bps) for name in [*configs, BUY_HOLD]}
     return _Replay(configs=configs, bh_cfg=bh_cfg, brokers=brokers, benchmarks=benchmarks,
                    plan_file={name: c.path(c.paths.plan) for name, c in configs.items()},
                    source=source, step=step, total=total,
-                   marks={name: [cash] for name in brokers}, totals={name: [0.0, 0.0] for name in brokers})
+                   marks={name: [cash] for name in brokers}, totals={name: [0.0, 0.0] for name in brokers},
+                   costs={name: [0.0] for name in brokers})
 
 
 def _replay_nights(replay: _Replay, first_scan: dt.date, days: list[dt.date]) -> list[Night]:
@@ -242,11 +335,12 @@ def _replay_nights(replay: _Replay, first_scan: dt.date, days: list[dt.date]) ->
     Raises:
         PrepError: of the same class as the failure, its message naming the session or scan.
     """
-    system_cfg, source, step = replay.configs[SYSTEM], replay.source, replay.step
+    source, step = replay.source, replay.step
     nights: list[Night] = []
     clock = _at(first_scan, 20, 0)
     step("prepare", clock.now(), 0, len(days))
-    run_prepare(system_cfg, clock, source=source)
+    for name in replay.scans:
+        run_prepare(replay.configs[name], clock, source=source)
     for i, day in enumerate(days):
         try:
             nights.append(_session(day, i, replay))
@@ -254,36 +348,39 @@ def _replay_nights(replay: _Replay, first_scan: dt.date, days: list[dt.date]) ->
             raise exc.__class__(f"backtest session {day}: {exc}") from exc
         for name, broker in replay.brokers.items():
             replay.marks[name].append(_mark(broker, source, day))
+            replay.costs[name].append(sum(broker.costs_paid.values()))
         step("marked", _at(day, 16, 0).now(), i + 1, len(days))
         if i + 1 < len(days):
             clock = _at(day, 20, 0)
             step("prepare", clock.now(), i + 1, len(days))
-            try:
-                run_prepare(system_cfg, clock, source=source)
-            except PrepError as exc:
-                raise exc.__class__(f"backtest scan of {day}: {exc}") from exc
+            for name in replay.scans:
+                try:
+                    run_prepare(replay.configs[name], clock, source=source)
+                except PrepError as exc:
+                    whose = "" if name == SYSTEM else f" (account {name})"
+                    raise exc.__class__(f"backtest scan of {day}{whose}: {exc}") from exc
     return nights
 
 
 def _session(day: dt.date, i: int, replay: _Replay) -> Night:
     """Validate and execute the plan for ``day`` (session ``i`` of the backtest) in every workspace;
     rebalance BUY_HOLD.  Adds each account's fills to ``replay.totals``."""
-    configs, brokers, plan_file, totals = replay.configs, replay.brokers, replay.plan_file, replay.totals
+    configs, brokers, totals = replay.configs, replay.brokers, replay.totals
     for broker in brokers.values():
         broker.move_to(day)
-    for name in configs:
-        if name != SYSTEM:
-            plan_file[name].parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plan_file[SYSTEM], plan_file[name])
-    selected, rejected, traded = {}, {}, {}
-    checked, plan_id = 0, ""
+    _twin_plans(replay)
+    selected, rejected, traded, checks, exposure = {}, {}, {}, {}, {}
+    regime, removed, plan_id = "unavailable", [], ""
     for name, c in configs.items():
         clock = _at(day, 9, 0)
         replay.step("validate", clock.now(), i, replay.total)
         v = run_validate(c, clock, source=replay.source)
         vr = v.plan.validation_results
-        checked, plan_id = len(vr.checks), v.plan.plan_id
+        checks[name], exposure[name] = len(vr.checks), vr.exposure
         rejected[name] = sum(not chk.passed for chk in vr.checks.values())
+        if name == SYSTEM:
+            plan_id, regime = v.plan.plan_id, regime_state(v.plan)
+            removed = sorted(v.plan.context.events.removed) if v.plan.context is not None else []
         clock = _at(day, 9, 31)
         replay.step("execute", clock.now(), i, replay.total)
         ex = run_execute(c, clock, broker=brokers[name])
@@ -300,4 +397,33 @@ def _session(day: dt.date, i: int, replay: _Replay) -> Night:
     totals[BUY_HOLD][0] += bought
     totals[BUY_HOLD][1] += sold
     selected[BUY_HOLD], traded[BUY_HOLD] = BUY_HOLD, bought + sold
-    return Night(session=day, plan_id=plan_id, selected=selected, checked=checked, rejected=rejected, traded=traded)
+    return Night(session=day, plan_id=plan_id, selected=selected, checked=checks[SYSTEM], rejected=rejected,
+                 traded=traded, checks=checks, regime=regime, exposure=exposure, earnings_removed=removed)
+
+
+def _twin_plans(replay: _Replay) -> None:
+    """The evening plan of each twin without a scan of its own: the system's, copied (NO_GATE) or with
+    the regime switched off (NO_REGIME, ``regime_off_plan``)."""
+    plan_file = replay.plan_file
+    for name in replay.configs:
+        if name in replay.scans:
+            continue
+        plan_file[name].parent.mkdir(parents=True, exist_ok=True)
+        if name == NO_REGIME:
+            plan = load_plan(plan_file[SYSTEM])
+            if plan is None:
+                raise RunFailure(f"the system's plan {plan_file[SYSTEM]} is missing; the backtest cannot go on.")
+            save_plan(plan_file[name], regime_off_plan(plan, replay.configs[name], replay.source))
+        else:
+            shutil.copyfile(plan_file[SYSTEM], plan_file[name])
+
+
+def regime_state(plan: Plan) -> str:
+    """The regime of ``plan`` as one of REGIME_STATES: its state when the record is ``ok``, else its
+    status (``unavailable`` / ``off``); ``unavailable`` for a plan without a context."""
+    record = plan.context.regime if plan.context is not None else None
+    if record is None:
+        return "unavailable"
+    if record.status == "ok" and record.state is not None:
+        return record.state
+    return record.status

@@ -115,7 +115,7 @@ def _pick_panels(bars: pd.DataFrame, picks: list[str], depth: int) -> tuple:
     symbols = [str(s) for s in np.asarray(uniques)[wanted]]
     values = [bars[c].to_numpy(dtype=float, na_value=np.nan)[rows] for c in ("high", "low", "close")]
     if len(rows) > 1:
-        dates = bars["date"].to_numpy()[rows]
+        dates = bars["date"].iloc[rows].to_numpy()   # the picks' rows only: never the whole column
         if not _in_order(codes, dates):
             order = np.lexsort((day_numbers(pd.Series(dates)), codes))
             codes, values = codes[order], [v[order] for v in values]
