@@ -180,10 +180,12 @@ def _pct(x: float | None, signed: bool = False) -> str:
 def _table(result: BacktestResult) -> Table:
     """One row per account: end equity (net of costs), total return, CAGR, volatility, Sharpe, max
     drawdown, turnover, the costs paid and the return before them (gross)."""
-    table = Table(title="accounts (marked at each session's close; net of costs)")
-    for col in ("account", "end equity", "total return", "CAGR", "volatility", "Sharpe", "max drawdown",
-                "turnover/yr", "costs paid", "gross return"):
-        table.add_column(col, justify="left" if col == "account" else "right")
+    table = Table(title="accounts (marked at each session's close; net of costs; turnover per year; "
+                        "gross = before costs)")
+    for col in ("account", "end equity", "return", "CAGR", "volatility", "Sharpe", "max DD",
+                "turnover", "costs paid", "gross"):
+        # figures never wrap nor get cut: the account's name wraps instead
+        table.add_column(col, justify="left" if col == "account" else "right", no_wrap=col != "account")
     for name, f in result.figures.items():
         table.add_row(LABELS.get(name, name), f"${f['end_equity']:,.2f}", _pct(f["total_return"], True),
                       _pct(f["cagr"], True), _pct(f["volatility"]),
