@@ -316,6 +316,36 @@ def context(state: _State, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--grid", "grid_file", required=True, metavar="FILE",
+              help="YAML mapping config paths to lists of values (examples/sweep.yaml); each combination is one "
+                   "backtest.")
+@click.option("--start", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="First session (default: a year before --end).")
+@click.option("--end", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Last session (default: the data's last closed session).")
+@click.option("--jobs", default=None, type=click.IntRange(min=1),
+              help="Trials at a time on this machine (default: the number of CPUs).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Run the trials on this Dask scheduler's workers instead.")
+@click.option("--max-trials", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Refuse a grid with more combinations.")
+@click.option("--holdout", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Rank on the sessions up to this date; report the best settings on the sessions after it.")
+@click.option("--out", default=None, help="Folder for sweeps/<id>/ (default: reports/).")
+@click.option("--bars", default=None, help="Parquet file of raw daily bars (default: the configured data); "
+              "splits.csv beside it.")
+@click.option("--splits", default=None, help="Splits CSV for --bars when it is not splits.csv beside it.")
+@click.pass_obj
+def sweep(state: _State, grid_file, start, end, jobs, scheduler, max_trials, holdout, out, bars, splits) -> None:
+    """One backtest per combination of a grid of settings, resumable, ranked by Sharpe against BUY_HOLD."""
+    from trading_system.review.sweep_report import sweep_command
+
+    _run(state, "sweep", lambda cfg, clock: sweep_command(
+        cfg, clock, state.console, grid_file, start.date() if start else None, end.date() if end else None,
+        jobs, scheduler, max_trials, holdout.date() if holdout else None, out, bars, splits))
+
+
+@main.command()
 @click.pass_obj
 def history(state: _State) -> None:
     """Archived plans: session, strategy chosen, validation rate, rejections, orders."""
