@@ -115,9 +115,11 @@ def _pick_panels(bars: pd.DataFrame, picks: list[str], depth: int) -> tuple:
     symbols = [str(s) for s in np.asarray(uniques)[wanted]]
     values = [bars[c].to_numpy(dtype=float, na_value=np.nan)[rows] for c in ("high", "low", "close")]
     if len(rows) > 1:
-        dates = bars["date"].iloc[rows].to_numpy()   # the picks' rows only: never the whole column
+        picked = bars["date"].iloc[rows]   # the picks' rows only: never the whole column
+        # An Arrow date column converts to day numbers in C; object dates compare as they are.
+        dates = day_numbers(picked) if isinstance(picked.dtype, pd.ArrowDtype) else picked.to_numpy()
         if not _in_order(codes, dates):
-            order = np.lexsort((day_numbers(pd.Series(dates)), codes))
+            order = np.lexsort((day_numbers(pd.Series(dates)) if dates.dtype == object else dates, codes))
             codes, values = codes[order], [v[order] for v in values]
     # right_aligned's scatter, its flat index found once for the three panels
     n = len(symbols)
