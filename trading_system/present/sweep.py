@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from trading_system.review.sweep import Grid, Row, sharpe_of
+from trading_system.review.sweep import Grid
+from trading_system.review.sweep_rank import Row, sharpe_of
 from trading_system.state.atomic import atomic_write
 
 if TYPE_CHECKING:  # the report module prints through this one

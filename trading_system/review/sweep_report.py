@@ -33,7 +33,7 @@ from trading_system.errors import BadInputError, LockHeldError, RunFailure
 from trading_system.marketdata.cached import CachedSource
 from trading_system.present import sweep as show
 from trading_system.progress import Reporter
-from trading_system.review import sweep
+from trading_system.review import sweep, sweep_rank
 from trading_system.review.backtest_report import load_source, output_folder
 from trading_system.review.sweep_engines import DaskCluster, LocalPool
 from trading_system.state.atomic import write_json_atomic
@@ -58,9 +58,9 @@ class SweepReport:
     total: int                         # trials in the grid
     ran: int                           # trials run by this invocation
     reused: int                        # trials found done in trials.jsonl
-    rows: list[sweep.Row]              # successful trials, best Sharpe (on the ranked span) first
-    failed: list[sweep.Row]
-    buy_hold: sweep.Row | None
+    rows: list[sweep_rank.Row]              # successful trials, best Sharpe (on the ranked span) first
+    failed: list[sweep_rank.Row]
+    buy_hold: sweep_rank.Row | None
     buy_hold_same: bool                # every trial had the same BUY_HOLD curve
     luck: float | None                 # ``luck_lift`` of the rows
     oos_rank: int | None               # the best trial's rank among the rows on the sessions after the holdout
@@ -91,10 +91,10 @@ def expected_max_z(n: int) -> float:
     return (1 - _EULER_GAMMA) * z(1 - 1 / n) + _EULER_GAMMA * z(1 - 1 / (n * math.e))
 
 
-def luck_lift(rows: list[sweep.Row]) -> float | None:
+def luck_lift(rows: list[sweep_rank.Row]) -> float | None:
     """How far above the trials' mean Sharpe the best of them is expected to land by luck alone, were
     every setting equally good: the spread (std) of their Sharpe ratios x ``expected_max_z(n)``."""
-    sharpes = [s for s in (sweep.sharpe_of(r.figures) for r in rows) if s is not None]
+    sharpes = [s for s in (sweep_rank.sharpe_of(r.figures) for r in rows) if s is not None]
     if len(sharpes) < 2:
         return None
     return statistics.stdev(sharpes) * expected_max_z(len(sharpes))
@@ -205,7 +205,7 @@ def _run_trials(engine: LocalPool | DaskCluster, todo: list[sweep.TrialSpec], so
     reporter.end(ok=True)
 
 
-def _all_failed(failed: list[sweep.Row], exit_codes: list[int]) -> None:
+def _all_failed(failed: list[sweep_rank.Row], exit_codes: list[int]) -> None:
     """Raise when no trial produced a result: bad input if every failure was one (exit 2), else exit 1."""
     first = failed[0].error
     sentence = (f"all {len(failed)} trials failed (the first: {first}); nothing to rank. "
@@ -213,7 +213,7 @@ def _all_failed(failed: list[sweep.Row], exit_codes: list[int]) -> None:
     raise BadInputError(sentence) if all(c == 2 for c in exit_codes) else RunFailure(sentence)
 
 
-def _row_json(row: sweep.Row | None) -> dict | None:
+def _row_json(row: sweep_rank.Row | None) -> dict | None:
     if row is None:
         return None
     return {"key": row.key, "settings": row.settings, "status": row.status, "figures": row.figures,
@@ -294,14 +294,14 @@ def _report(grid: sweep.Grid, specs: list[sweep.TrialSpec], done: dict[str, dict
     """Rank the grid's trials, write ``sweep.json`` and the heat map, print the report."""
     # a trial found done may come from another grid of this folder: shown with this grid's settings
     records = [{**done[s.key], "settings": s.settings} for s in specs if s.key in done]
-    rows, failed = sweep.rank(records, holdout)
+    rows, failed = sweep_rank.rank(records, holdout)
     if not rows:
         _all_failed(failed, [r.get("exit_code", 1) for r in records if r.get("status") != "ok"])
-    bh, same = sweep.buy_hold(records, rows[0].key, holdout)
+    bh, same = sweep_rank.buy_hold(records, rows[0].key, holdout)
     report = SweepReport(
         sweep_id=sid, folder=folder, grid=grid, start=start, end=end, holdout=holdout, engine=engine,
         total=len(specs), ran=ran, reused=len(specs) - ran, rows=rows, failed=failed, buy_hold=bh,
-        buy_hold_same=same, luck=luck_lift(rows), oos_rank=sweep.oos_rank(rows),
+        buy_hold_same=same, luck=luck_lift(rows), oos_rank=sweep_rank.oos_rank(rows),
         seconds=time.perf_counter() - t0, trials_file=store.path, torn_lines=store.skipped)
     heat = show.heat(rows, grid)
     report.heat_keys, report.heat_spread = (heat.rows_key, heat.cols_key), heat.spread
