@@ -89,7 +89,7 @@ def report_lines(checks: list[Check], width: int = WIDTH) -> list[tuple[str, str
     still copies whole; the status is "" on continuation lines."""
     name_w = max((len(c.name) for c in checks), default=0)
     indent = " " * (4 + 2 + name_w + 2)
-    out = []
+    out: list[tuple[str, str]] = []
     for c in checks:
         head = f"{c.status:<4}  {c.name:<{name_w}}  "
         wrapped = textwrap.wrap(c.message, width=max(width - len(indent), 20), break_long_words=False,

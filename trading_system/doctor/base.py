@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Final, Literal
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
 Status = Literal["OK", "WARN", "FAIL"]
+# Final: mypy sees each as its Literal, so ``Check(name, OK, ...)`` matches ``Status``.
+OK: Final = "OK"
+WARN: Final = "WARN"
+FAIL: Final = "FAIL"
 
 
 @dataclasses.dataclass(frozen=True)

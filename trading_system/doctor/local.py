@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 
 from trading_system import sessions
 from trading_system.config import Config, secret
-from trading_system.doctor.base import FAIL, OK, WARN, Check
+from trading_system.doctor.base import FAIL, OK, WARN, Check, Status
 from trading_system.errors import DataError, PrepError
 from trading_system.runtime import make_source
 
@@ -44,7 +44,7 @@ def key_checks(cfg: Config, environ) -> list[Check]:
     cron starts with a bare environment, so a key set in the shell only (not in ``.env`` beside
     the config, which every run loads) works by hand and fails at 20:00: WARN.
     """
-    needs = []
+    needs: list[tuple[str, tuple[str, ...], str]] = []  # (check name, keys, why they are needed)
     if cfg.data.source == "polygon":
         needs.append(("polygon key", ("POLYGON_API_KEY",), "data.source: polygon"))
     if cfg.broker.kind == "alpaca":
@@ -198,7 +198,7 @@ def disk_checks(folders: list[tuple[str, Path]]) -> list[Check]:
             reason = exc.strerror or exc.__class__.__name__
             out.append(Check("disk", WARN, f"free space on {where} unknown ({reason})."))
             continue
-        status = FAIL if free < DISK_FAIL else WARN if free < DISK_WARN else OK
+        status: Status = FAIL if free < DISK_FAIL else WARN if free < DISK_WARN else OK
         advice = "" if status == OK else "; writes stop when it is full, so free some space"
         out.append(Check("disk", status, f"{_size(free)} free on the filesystem of {where}{advice}."))
     return out

@@ -100,6 +100,7 @@ def validated(r: ValidateResult) -> Alert:
     """The morning gate: the strategy selected and why, each contestant's rate, the rejections."""
     p = r.plan
     vr = p.validation_results
+    assert vr is not None  # run_validate returns its plan with validation_results set (dry run included)
     chosen = vr.validated_strategies[vr.selected_strategy]
     rates = ", ".join(f"{name} {v.validation_rate:.0%}" + ("" if v.contestant else " (too few names left)")
                       for name, v in vr.validated_strategies.items() if name != StrategyName.BUY_HOLD)

@@ -117,6 +117,7 @@ def validate(console: Console, r: ValidateResult) -> None:
     The price source is a column only when the picks' prices came from more than one source.
     """
     vr = r.plan.validation_results
+    assert vr is not None  # run_validate returns its plan with validation_results set (dry run included)
     threshold = (r.plan.config.get("validation") or {}).get("retention_threshold")
     min_rate = (r.plan.config.get("validation") or {}).get("min_validation_rate")
     console.print(f"[bold]validate[/] plan {r.plan.plan_id} for session {r.plan.target_session}")

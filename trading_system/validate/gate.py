@@ -11,7 +11,7 @@ from typing import Mapping
 
 from trading_system.config import ValidationConfig
 from trading_system.state.plan import PickCheck, Strategy, ValidatedStrategy
-from trading_system.vocabulary import CONTESTANTS, FALLBACK
+from trading_system.vocabulary import CONTESTANTS, FALLBACK, StrategyName
 
 #: The most decimals ``percent_vs`` adds to keep a figure apart from its threshold.
 _MAX_DECIMALS = 4
@@ -90,7 +90,7 @@ def validate_strategy(strategy: Strategy, checks: Mapping[str, PickCheck], min_n
     )
 
 
-def select_strategy(validated: Mapping[str, ValidatedStrategy], cfg: ValidationConfig) -> tuple[str, str]:
+def select_strategy(validated: Mapping[str, ValidatedStrategy], cfg: ValidationConfig) -> tuple[StrategyName, str]:
     """Choose the strategy that held up best; BUY_HOLD is the fallback, never a contestant.
 
     Highest validation rate among contestants wins; ties go to ``cfg.preference`` order.
@@ -99,7 +99,7 @@ def select_strategy(validated: Mapping[str, ValidatedStrategy], cfg: ValidationC
     contestants = [n for n in CONTESTANTS if n in validated and validated[n].contestant]
     if not contestants:
         return FALLBACK, f"no strategy kept {cfg.min_names} or more names"
-    order = {n: i for i, n in enumerate(cfg.preference)}
+    order: dict[str, int] = {n: i for i, n in enumerate(cfg.preference)}
     best = max(contestants, key=lambda n: (validated[n].validation_rate, -order.get(n, len(order))))
     rate = validated[best].validation_rate
     shown, floor = percent_vs(rate, cfg.min_validation_rate)

@@ -80,6 +80,7 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         morning_scores = {s: float(v) for s, v in morning["score"].items() if pd.notna(v)}
         for s in symbols:
             original = next(st.original_scores[s] for st in contest.values() if s in st.allocations)
+            assert original is not None  # Plan._consistent: every pick of a contestant has an evening score
             current = morning_scores.get(s)
             q = quotes.get(s)
             checks[s] = check_pick(original, current, q.price if q else None, q.source if q else None,
@@ -87,7 +88,8 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         outcome = morning_scan(cfg, history, {s: q.price for s, q in quotes.items()}, last_closed, now,
                                record=not dry_run)
         vetoed = apply_vetoes(checks, outcome)
-        validated = {n: validate_strategy(s, checks, cfg.validation.min_names) for n, s in contest.items()}
+        validated: dict[str, ValidatedStrategy] = {  # str keys, as ValidationResults.validated_strategies
+            n: validate_strategy(s, checks, cfg.validation.min_names) for n, s in contest.items()}
         bh = plan.strategies[StrategyName.BUY_HOLD].allocations
         validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
                                                   validation_rate=1.0, contestant=False)

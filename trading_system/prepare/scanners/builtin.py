@@ -47,6 +47,7 @@ class Gap(Scanner):
     pre-market price, dollars), ``prev_close`` (dollars), ``volume`` (shares of the session)."""
 
     Params = GapParams
+    params: GapParams   # what Scanner.__init__ makes of the entry's params
     defaults = {"min_volume": 1_000_000.0, "max_price": 500.0}
 
     def scan(self, ctx: ScanContext) -> ScanResult:
@@ -68,6 +69,7 @@ class Momentum(Scanner):
     Ranked by RSI. Metadata: ``rsi`` (0-100), ``volume_ratio``, ``sma`` (dollars), ``close``."""
 
     Params = MomentumParams
+    params: MomentumParams   # what Scanner.__init__ makes of the entry's params
 
     def window(self) -> int:
         return RSI_CLOSES
@@ -94,6 +96,7 @@ class Volume(Scanner):
     Ranked by the volume ratio. Metadata: ``volume_ratio``, ``change`` (fraction), ``volume``."""
 
     Params = VolumeParams
+    params: VolumeParams   # what Scanner.__init__ makes of the entry's params
 
     def window(self) -> int:
         return self.params.volume_window + 1
@@ -120,6 +123,7 @@ class Breakout(Scanner):
     ``prior_high`` (dollars), ``volume_ratio``, ``close``."""
 
     Params = BreakoutParams
+    params: BreakoutParams   # what Scanner.__init__ makes of the entry's params
 
     def window(self) -> int:
         return max(self.params.window, self.params.volume_window) + 1
@@ -153,6 +157,7 @@ class TopDollarVolume(Scanner):
     Ranked by dollar volume. Metadata: ``dollar_volume`` (dollars)."""
 
     Params = TopDollarVolumeParams
+    params: TopDollarVolumeParams   # what Scanner.__init__ makes of the entry's params
 
     def scan(self, ctx: ScanContext) -> ScanResult:
         last = ctx.last()
