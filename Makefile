@@ -31,12 +31,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # ruff (pyflakes, pycodestyle, isort, bugbear, complexity <= 12), the import layers (import-linter) and
-# mypy on state/, broker/, execute/, marketdata/, validate/, present/, doctor/ and prepare/
+# mypy on the whole package
 check: $(STAMP)
 	$(BIN)/ruff check trading_system tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/mypy trading_system/state trading_system/broker trading_system/execute trading_system/marketdata \
-	    trading_system/validate trading_system/present trading_system/doctor trading_system/prepare
+	$(BIN)/mypy trading_system
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

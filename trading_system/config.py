@@ -21,6 +21,11 @@ from trading_system.config_scanners import ScannerEntry, check_entries
 from trading_system.errors import ConfigError
 from trading_system.settings_types import Count, Dollars0, Fraction, Fraction0, Points, Strict
 
+#: The default tie-break order of the morning's selection, and the default alert events.
+_PREFERENCE: tuple[Literal["ASYM", "SPEC", "TACTICAL"], ...] = ("ASYM", "SPEC", "TACTICAL")
+_EVENTS: tuple[Literal["plan_ready", "validated", "orders_done", "failure", "kill_switch"], ...] = (
+    "plan_ready", "validated", "orders_done", "failure", "kill_switch")
+
 
 class PathsConfig(Strict):
     """File locations, relative to the config file's folder."""
@@ -176,7 +181,7 @@ class ValidationConfig(Strict):
     min_names: Count = 5
     max_unpriced_fraction: Fraction0 = 0.2
     preference: list[Literal["ASYM", "SPEC", "TACTICAL"]] = Field(
-        default_factory=lambda: ["ASYM", "SPEC", "TACTICAL"], min_length=1
+        default_factory=lambda: list(_PREFERENCE), min_length=1
     )
 
     @model_validator(mode="after")
@@ -272,8 +277,7 @@ class NotifyConfig(Strict):
     bounds one notification; a failed one is logged and never fails or delays a run's orders."""
 
     urls: list[str] = Field(default_factory=list)
-    events: list[NotifyEvent] = Field(
-        default_factory=lambda: ["plan_ready", "validated", "orders_done", "failure", "kill_switch"])
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(_EVENTS))
     timeout_seconds: float = Field(10.0, gt=0, le=120)
 
 

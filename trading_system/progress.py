@@ -21,7 +21,15 @@ import time
 from typing import Callable, Iterator, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +90,7 @@ class Reporter:
         self._t0 = 0.0
         self._shown = -1       # the last tenth (of ``lines``) reported
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._printing = False
         self._out: Console | None = None
 
@@ -108,7 +116,7 @@ class Reporter:
     def update(self, done: int, note: str = "") -> None:
         """``done`` of the total steps are finished; ``note`` says where the task is (shown beside it)."""
         self.done, self.note = min(max(done, 0), self.total), note
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=self.done, note=note)
         tenth = self.done * self.lines // self.total if self.total else self.lines
         if tenth > self._shown:

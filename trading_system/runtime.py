@@ -47,6 +47,8 @@ def make_broker(cfg: Config, session: dt.date | None, dry_run: bool, live: bool 
         from trading_system.broker.simulated import SimulatedBroker
         from trading_system.marketdata.store import BarStore
 
+        if session is None:
+            raise ValueError("the simulated broker trades one session: make_broker needs it")
         sim = cfg.broker.simulated
         broker: Broker = SimulatedBroker(BarStore(cfg.path(cfg.data.sample_dir)), cfg.path(sim.account_file),
                                          session, sim.starting_cash, cfg.costs.commission_per_order,

@@ -237,6 +237,7 @@ def resolve(cfg: Config, plan: str | None, latest: bool) -> tuple[Path, str | No
         if not found:
             raise NothingToDo(f"no archived plans in {cfg.path(cfg.paths.archive_dir)} yet.")
         return found[-1], None
+    assert plan is not None  # exactly one of plan and latest was given (checked above)
     if PLAN_ID.match(plan):
         found = find_plan(cfg, plan)
         if not found:
@@ -254,10 +255,11 @@ def resolve(cfg: Config, plan: str | None, latest: bool) -> tuple[Path, str | No
 def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """(label -> weights, label -> account for the chart colours) of the baskets a replay follows."""
     vr = plan.validation_results
+    baskets: dict[str, dict[str, float]]
     if vr is None:
-        baskets = {n: dict(s.allocations) for n, s in plan.strategies.items() if s.allocations}
+        baskets = {str(n): dict(s.allocations) for n, s in plan.strategies.items() if s.allocations}
         return baskets, {n: n for n in baskets}
-    chosen_before = dict(plan.strategies[vr.selected_strategy].allocations)
+    chosen_before = dict(plan.strategies[StrategyName(vr.selected_strategy)].allocations)
     chosen_after = dict(vr.validated_strategies[vr.selected_strategy].validated_allocations)
     traded = f"{vr.selected_strategy} (traded)"
     baskets, accounts = {traded: chosen_after}, {traded: "system"}
@@ -273,7 +275,7 @@ def _baskets(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
         baskets[label], accounts[label] = {s: 1.0 / len(rejected) for s in rejected}, "rejected"
     if vr.selected_strategy != StrategyName.BUY_HOLD:
         bh = StrategyName.BUY_HOLD
-        baskets[bh], accounts[bh] = dict(plan.strategies[bh].allocations), bh
+        baskets[str(bh)], accounts[str(bh)] = dict(plan.strategies[bh].allocations), str(bh)
     return baskets, accounts
 
 

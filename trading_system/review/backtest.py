@@ -199,7 +199,8 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
     equity = pd.DataFrame(replay.marks, index=pd.Index([first_scan, *days], name="session"))
     equity = equity[[c for c in ACCOUNTS if c in equity.columns]]
     paid = pd.DataFrame(replay.costs, index=equity.index)[list(equity.columns)]
-    figures = {name: {**metrics.summary(equity[name], *replay.totals[name], cfg.scoring.risk_free_rate),
+    figures = {name: {**metrics.summary(equity[name], replay.totals[name][0], replay.totals[name][1],
+                                        cfg.scoring.risk_free_rate),
                       **_cost_figures(equity[name], replay.brokers[name])} for name in equity.columns}
     context_file = source.context_file
     index_file = str(context_file) if context_file is not None and Path(context_file).is_file() else None
@@ -320,6 +321,7 @@ def _session(day: dt.date, i: int, replay: _Replay) -> Night:
         replay.step("validate", clock.now(), i, replay.total)
         v = run_validate(c, clock, source=replay.source)
         vr = v.plan.validation_results
+        assert vr is not None  # run_validate always sets it (a dry run too)
         checks[name], exposure[name] = len(vr.checks), vr.exposure
         rejected[name] = sum(not chk.passed for chk in vr.checks.values())
         if name == SYSTEM:
