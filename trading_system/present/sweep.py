@@ -157,8 +157,10 @@ def _x(turnover: float | None) -> str:
 
 
 def _labels(keys: tuple[str, ...]) -> list[str]:
-    """Each key's last part, or the whole path when two keys share it."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
+    """Each key's last part (its last two for a bare switch like ``regime.enabled``), or the whole path
+    when two keys share it."""
+    last = [".".join(k.split(".")[-2:]) if k.rsplit(".", 1)[-1] in ("enabled", "required") else k.rsplit(".", 1)[-1]
+            for k in keys]
     return [lab if last.count(lab) == 1 else k for k, lab in zip(keys, last)]
 
 
@@ -181,8 +183,8 @@ def _table(report: SweepReport) -> Table:
     whole = " (whole run)" if report.holdout else ""
     table = Table(title=f"trials by Sharpe {ranked}, net of the backtest's costs", box=box.SIMPLE_HEAD)
     labels = _labels(report.grid.keys)
-    for col in ("#", *labels, "Sharpe", "CAGR", "volatility", "max drawdown", f"turnover/yr{whole}", "costs"):
-        table.add_column(col, justify="left" if col in labels else "right")
+    for col in ("#", *labels, "Sharpe", "CAGR", "volatility", "max DD", f"turnover/yr{whole}", "costs"):
+        table.add_column(col, justify="left" if col in labels else "right", no_wrap=True)   # never cut a figure
 
     def cells(row: Row) -> list[str]:
         f = row.figures
