@@ -65,7 +65,7 @@ class Recording:
 def test_no_bar_or_split_after_the_as_of_reaches_a_scan(cfg, source):
     rec = Recording(source)
     # 2020-08-26 -> 2020-09-02 spans the AAPL 4-for-1 split (ex-date 2020-08-31).
-    result = run_backtest(cfg, D(2020, 8, 26), D(2020, 9, 2), source=rec, on_step=rec.on_step)
+    result = run_backtest(cfg, D(2020, 8, 26), D(2020, 9, 2), source=rec, on_step=rec.on_step, engine="nightly")
     assert [n.session for n in result.nights] == sessions.sessions_between(D(2020, 8, 26), D(2020, 9, 2))
     prepares = [r for r in rec.reads if r[0] == "prepare"]
     assert len(prepares) == len(result.nights)  # one scan a night, the last night's is not needed
@@ -85,7 +85,8 @@ def test_no_bar_or_split_after_the_as_of_reaches_a_scan(cfg, source):
 @pytest.fixture(scope="module")
 def april(cfg, source, tmp_path_factory):
     work = tmp_path_factory.mktemp("april")
-    return run_backtest(cfg, D(2021, 4, 16), D(2021, 4, 20), source=source, gate_off_twin=True, workdir=work), work
+    return (run_backtest(cfg, D(2021, 4, 16), D(2021, 4, 20), source=source, gate_off_twin=True, workdir=work,
+                         engine="nightly"), work)
 
 
 def test_each_night_is_the_cron_path(april):
@@ -190,7 +191,7 @@ def covid(cfg, source, tmp_path_factory):
     regime of 2020-02-27 on), with earnings reports removing picks on several nights."""
     work = tmp_path_factory.mktemp("covid")
     result = run_backtest(cfg, D(2020, 2, 24), D(2020, 3, 9), source=source, regime_off_twin=True,
-                          events_off_twin=True, workdir=work)
+                          events_off_twin=True, workdir=work, engine="nightly")
     return result, work
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping
 
 from trading_system import sessions
 from trading_system.broker.base import Broker
@@ -18,6 +19,7 @@ from trading_system.execute.rebalance import ExecutionReport, Journal, rebalance
 from trading_system.runtime import archive, make_broker
 from trading_system.state.pending import morning_plan
 from trading_system.state.plan import (
+    PickCheck,
     Plan,
     plan_lock,
 )
@@ -47,12 +49,35 @@ def _sizing_prices(plan: Plan) -> dict[str, float]:
     session of a non-fractionable asset), which the next run tops up.
     """
     vr = plan.validation_results
-    checks = vr.checks if vr is not None else {}
+    return sizing_prices(vr.checks if vr is not None else {}, {s: m.close for s, m in plan.tickers.items()})
+
+
+def sizing_prices(checks: Mapping[str, PickCheck], closes: Mapping[str, float]) -> dict[str, float]:
+    """Per checked pick with a morning price: the higher of that price and its evening close in
+    ``closes`` (dollars per share; the plan's ``tickers``); see :func:`_sizing_prices`."""
     out = {s: c.price for s, c in checks.items() if c.price}
-    for s, m in plan.tickers.items():
+    for s, close in closes.items():
         if s in out:
-            out[s] = max(out[s], m.close)
+            out[s] = max(out[s], close)
     return out
+
+
+def traded_weights(allocations: Mapping[str, float], exposure: float) -> dict[str, float]:
+    """The selected strategy's validated ``allocations`` scaled by the regime's ``exposure`` (fractions
+    of the investable equity; exposure 1.0 unless the evening's regime scaled it: the rest stays in cash)."""
+    return {s: w * exposure for s, w in allocations.items()}
+
+
+def rebalance_session(cfg: Config, broker: Broker, plan_id: str, weights: dict[str, float],
+                      prices: Mapping[str, float], today: dt.date, journal: Journal,
+                      dry_run: bool = False) -> ExecutionReport:
+    """``rebalance`` the account to ``weights`` for session ``today`` with the configured guards; the
+    buys only while the broker's market is open.  Shared by ``run_execute`` and the backtest."""
+    guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
+    since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
+    _, report = rebalance(weights, broker, cfg.execution, plan_id, journal, guards, prices=prices, since=since,
+                          market_open=lambda: dry_run or market_clock.still_open(broker))
+    return report
 
 
 def wait_for_open(cfg: Config, clock: sessions.Clock, session: dt.date, announce=lambda msg: None,
@@ -128,15 +153,9 @@ def run_execute(cfg: Config, clock: sessions.Clock, dry_run: bool = False, live:
             waited = wait_for_open(cfg, clock, today, announce, hours=hours)
             market_clock.confirm_open(broker)
         strategy = vr.selected_strategy
-        # The regime's exposure (1.0 unless the evening's regime scaled it): the rest stays in cash.
-        weights = {s: w * vr.exposure for s, w in vr.validated_strategies[strategy].validated_allocations.items()}
+        weights = traded_weights(vr.validated_strategies[strategy].validated_allocations, vr.exposure)
         journal = Journal(None if dry_run else cfg.path(cfg.paths.data_dir) / "orders" / f"{plan.plan_id}.jsonl")
-        guards = default_guards(cfg.execution, cfg.path(cfg.paths.kill_switch))
-        prices = _sizing_prices(plan)
-        since = dt.datetime.combine(today, dt.time(0), tzinfo=sessions.ET)
-        _, report = rebalance(weights, broker, cfg.execution, plan.plan_id, journal, guards,
-                              prices=prices, since=since,
-                              market_open=lambda: dry_run or market_clock.still_open(broker))
+        report = rebalance_session(cfg, broker, plan.plan_id, weights, _sizing_prices(plan), today, journal, dry_run)
         path, kept = None, False
         if not dry_run:
             done = plan.model_copy(update={"validation_results": vr.model_copy(

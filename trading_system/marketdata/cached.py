@@ -78,6 +78,7 @@ class CachedSource:
         self._last_session: tuple[dt.date, pd.DataFrame] | None = None
         self._last_read: tuple[tuple, pd.DataFrame] | None = None
         self.factor_rebuilds = 0
+        self._adjusted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_store(cls, store: BarStore, name: str = "sample") -> "CachedSource":
@@ -133,6 +134,22 @@ class CachedSource:
         if code is None or self._first[code] == self._end[code]:
             return None
         return self._date[self._first[code]], self._date[self._end[code] - 1]
+
+    # --- the whole panel, for the backtest's batch of evening scans -----------------------------
+    def layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(symbols, first, end, day): the symbols held (sorted, object array); for symbol code i its
+        rows ``first[i]:end[i]``; ``day`` each row's date as days since 1970-01-01.  Rows are
+        grouped by symbol and dated in order within a group.  Read-only views: never edit them."""
+        return self._symbols, self._first, self._end, self._day
+
+    def adjusted(self, through: dt.date) -> tuple[np.ndarray, np.ndarray]:
+        """(close, volume) of every row (dollars, shares) split-adjusted as known on ``through``:
+        the values ``bars(..., adjust_through=through)`` returns for each row, to the bit (the same
+        division by the same factor).  Built once per set of known splits; read-only."""
+        factor = self._factors(through)
+        if self._adjusted is None or self._adjusted[0] is not factor:
+            self._adjusted = (factor, self._ohlc["close"] / factor, self._volume * factor)
+        return self._adjusted[1], self._adjusted[2]
 
     # --- split factors -------------------------------------------------------------------------
     def _factors(self, through: dt.date) -> np.ndarray:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -37,6 +38,7 @@ from trading_system.state.plan import (
     plan_lock,
     save_plan,
 )
+from trading_system.vocabulary import StrategyName
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +117,10 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     chain = build_universe(cfg, source, scan_session)
     found = discover(cfg, source, scan_session, now, chain.symbols, record=not dry_run)
     bars = found.bars
-    _check_coverage(bars, chain.symbols, scan_session, cfg.data.min_coverage, source.name)
+    check_coverage(_have_bar(bars, scan_session), chain.symbols, scan_session, cfg.data.min_coverage, source.name)
     scan = score_universe(bars, scan_session, cfg.scoring, cfg.eligibility, cfg.buckets)
-    _check_history(bars, scan, scan_session, cfg.scoring.lookback)
-    context = evening_context(cfg, source, scan, bars, scan_session, target, found.universe(chain.symbols))
+    check_history(scan, scan_session, cfg.scoring.lookback, lambda: min(bars["date"]))
+    context = evening_context(cfg, source, scan, scan_session, target, found.universe(chain.symbols))
     plan = _build_plan(cfg, scan, now, scan_session, target, source.name, found)
     plan = plan.model_copy(update={"context": with_levels(context, bars, plan, cfg)})
     plan_path = cfg.path(cfg.paths.plan)
@@ -136,24 +138,36 @@ def run_prepare(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
     return result
 
 
-def _build_plan(cfg: Config, scan: pd.DataFrame, now: dt.datetime, scan_session: dt.date,
-                target: dt.date, source_name: str, found: Discovery) -> Plan:
-    """The plan for ``target`` from the scan of ``scan_session``: the four strategies, the picks'
-    metrics and the scan's summary (pure: nothing is read or written)."""
+def plan_strategies(cfg: Config, scan: pd.DataFrame, scan_session: dt.date,
+                    target: dt.date) -> tuple[str, dict[StrategyName, Strategy]]:
+    """(plan id, the four strategies) of the scan of ``scan_session`` for ``target`` (pure).
+
+    Requires: ``scan`` as ``score_universe`` returns it, the earnings gate's removals applied
+    to ``pick``.  Each strategy holds its allocations (fractions), the cap's note and the
+    evening score of each name (rounded to 6 decimals; None for a name the scan could not score).
+    """
     allocations = build_strategies(scan, cfg.strategies)
     notes = cap_notes(allocations, cfg.strategies)
     # None for a name the scan could not score (a benchmark with too little history); a NaN must
     # never reach the plan (``where(..., None)`` keeps NaN in a float column under pandas 3)
     scores = {str(s): (None if pd.isna(v) else round(float(v), 6)) for s, v in scan["score"].items()}
     strategies = {
-        name: Strategy(allocations=weights, note=notes.get(name),
+        StrategyName(name): Strategy(allocations=weights, note=notes.get(name),
                        original_scores={s: scores.get(s) for s in weights})
         for name, weights in allocations.items()
     }
+    return _plan_id(target, scan_session, allocations, cfg), strategies
+
+
+def _build_plan(cfg: Config, scan: pd.DataFrame, now: dt.datetime, scan_session: dt.date,
+                target: dt.date, source_name: str, found: Discovery) -> Plan:
+    """The plan for ``target`` from the scan of ``scan_session``: the four strategies, the picks'
+    metrics and the scan's summary (pure: nothing is read or written)."""
+    plan_id, strategies = plan_strategies(cfg, scan, scan_session, target)
     picks = scan[scan["pick"]]
     config = cfg.public_dict()
     return Plan(
-        plan_id=_plan_id(target, scan_session, allocations, cfg),
+        plan_id=plan_id,
         timestamp=now, preparation_time=now, as_of=now,
         scan_session=scan_session, target_session=target,
         market_open_time=sessions.session_open(target),
@@ -201,14 +215,19 @@ def _write_plan(cfg: Config, result: PrepareResult, chain: Universe, plan_path, 
         save_plan(plan_path, plan)
 
 
-def _check_coverage(bars: pd.DataFrame, universe: list[str], session: dt.date, min_coverage: float,
-                    source: str) -> None:
-    """Refuse a scan whose session has bars for under ``min_coverage`` (fraction) of the universe.
+def _have_bar(bars: pd.DataFrame, session: dt.date) -> set[str]:
+    """The symbols of long ``bars`` with a bar dated ``session``."""
+    return set(bars.loc[bars["date"] == session, "symbol"]) if not bars.empty else set()
+
+
+def check_coverage(have: set[str] | frozenset[str], universe: list[str], session: dt.date, min_coverage: float,
+                   source: str) -> None:
+    """Refuse a scan whose session has bars for under ``min_coverage`` (fraction) of the universe;
+    ``have``: the symbols with a bar dated ``session``.
 
     Raises:
         DataError: no bar at all on ``session`` (stale data) or too few symbols have one.
     """
-    have = set(bars.loc[bars["date"] == session, "symbol"]) if not bars.empty else set()
     if not have:
         raise DataError(f"no bars for session {session} in the {source} data; "
                         "the data is stale, so no plan was written.")
@@ -243,16 +262,17 @@ def first_usable_night(first_bar: dt.date, lookback: int) -> dt.date:
     return days[lookback]
 
 
-def _check_history(bars: pd.DataFrame, scan: pd.DataFrame, session: dt.date, lookback: int) -> None:
+def check_history(scan: pd.DataFrame, session: dt.date, lookback: int, first_bar: Callable[[], dt.date]) -> None:
     """Refuse a scan in which no symbol has ``lookback + 1`` bars (a plan of zero picks that says
     nothing about the market); a scan whose names fail the price or liquidity floors is a verdict.
+    ``first_bar()``: the date of the oldest bar the scan read (asked only to word the refusal).
 
     Raises:
         TooLittleHistory: naming when the bars start, what the scan needs and the first usable night.
     """
     if scan.empty or not scan["reason"].str.startswith("fewer than").all():
         return
-    first = min(bars["date"])
+    first = first_bar()
     usable = first_usable_night(first, lookback)
     raise TooLittleHistory(f"no symbol has the {lookback + 1} bars the scan needs (scoring.lookback {lookback} + 1) "
                            f"on {session}: the bars start on {first}, so the first usable night is {usable}; "

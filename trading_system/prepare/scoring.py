@@ -24,6 +24,7 @@ Public functions
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -56,6 +57,10 @@ __all__ = [
     "SCAN_COLUMNS",
     "RESCORE_COLUMNS",
     "score_universe",
+    "scan_frame",
+    "panel_metrics",
+    "panel_median",
+    "scan_depth",
     "rescore",
     "closes_panel",
     "wilder_rsi",
@@ -93,8 +98,8 @@ def closes_panel(bars: pd.DataFrame, depth: int) -> tuple[pd.Index, np.ndarray]:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def _depth(scoring: ScoringConfig, extra: int = 0) -> int:
-    """Rows of history every indicator needs (the panel depth)."""
+def scan_depth(scoring: ScoringConfig, extra: int = 0) -> int:
+    """Rows of history (bars) every indicator of the scan needs: the depth of its panels."""
     L = scoring.lookback
     return max(scoring.rsi_window, L + 1, L + scoring.sma_window - 1, scoring.sma_window, extra)
 
@@ -102,7 +107,18 @@ def _depth(scoring: ScoringConfig, extra: int = 0) -> int:
 def _metrics(codes: np.ndarray, close: np.ndarray, n_symbols: int, scoring: ScoringConfig,
              depth: int, from_end: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every metric + the score of DESIGN §4, one value per symbol code (the shared code path)."""
-    closes = right_aligned(codes, close, n_symbols, depth, from_end)
+    return panel_metrics(right_aligned(codes, close, n_symbols, depth, from_end), scoring)
+
+
+def panel_metrics(closes: np.ndarray, scoring: ScoringConfig) -> dict[str, np.ndarray]:
+    """Every metric (``METRIC_COLUMNS``) and ``score`` of DESIGN §4 of a right-aligned close panel.
+
+    Requires: ``closes`` of shape ``(depth, n_columns)``, dollars, depth at least ``scan_depth(scoring)``
+    (rows above a column's first close NaN).  Sets: one float array of ``n_columns`` per key.
+    Each column is computed on its own (every reduction runs along axis 0), so a column's
+    figures do not depend on the other columns: the nightly scan and the backtest's batch of
+    nights (``prepare.scan_batch``) share this code and agree to the bit.
+    """
     L = scoring.lookback
     sharpe, volatility = sharpe_volatility(closes, L, scoring.risk_free_rate, scoring.periods_per_year)
     rsi = wilder_rsi_last(_tail(closes, scoring.rsi_window), scoring.rsi_period)
@@ -110,9 +126,8 @@ def _metrics(codes: np.ndarray, close: np.ndarray, n_symbols: int, scoring: Scor
     gl = gradual_loss(closes, L, scoring.sma_window)
     tr = trend(closes, scoring.sma_window, scoring.trend_band)
     score = composite_score(sharpe, rsi, tr, gl, mdd, scoring)
-    out = {"sharpe": sharpe, "volatility": volatility, "rsi": rsi, "max_drawdown": mdd,
-           "gradual_loss": gl, "trend": tr, "score": np.asarray(score, dtype=float)}
-    return out
+    return {"sharpe": sharpe, "volatility": volatility, "rsi": rsi, "max_drawdown": mdd,
+            "gradual_loss": gl, "trend": tr, "score": np.asarray(score, dtype=float)}
 
 
 def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
@@ -147,19 +162,29 @@ def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
     n = len(symbols)
     dv_window = eligibility.dollar_volume_window
     from_end = rows_from_end(codes, n)
-    m = _metrics(codes, close, n, scoring, _depth(scoring, dv_window), from_end)
+    m = _metrics(codes, close, n, scoring, scan_depth(scoring, dv_window), from_end)
 
     counts = np.bincount(codes, minlength=n).astype(np.int64)
     last_close = last_per_symbol(codes, close, n, np.nan)
     last_day = last_per_symbol(codes, days, n, np.iinfo(np.int64).min)
     dollar_volume = _median_dollar_volume(codes, close, volume, n, dv_window, from_end)
+    return scan_frame(symbols, counts, last_close, last_day, dollar_volume, m, session, scoring, eligibility,
+                      buckets)
+
+
+def scan_frame(symbols: pd.Index, counts: np.ndarray, last_close: np.ndarray, last_day: np.ndarray,
+               dollar_volume: np.ndarray, m: Mapping[str, np.ndarray], session: dt.date, scoring: ScoringConfig,
+               eligibility: EligibilityConfig, buckets: BucketsConfig) -> pd.DataFrame:
+    """The scan's frame (see :func:`score_universe` for its columns) from one value per symbol:
+    bar ``counts``, ``last_close`` (dollars), ``last_day`` (days since 1970-01-01, int64 min for
+    none), the median ``dollar_volume`` and the ``panel_metrics`` ``m``; eligibility, bucket and
+    pick are decided here.  Shared by the nightly scan and the backtest's batch of nights."""
     reason = _ineligibility(counts, last_close, dollar_volume, last_day, session,
                             scoring.lookback, eligibility)
     eligible = reason == ""
     bucket = _buckets(m["volatility"], eligible, buckets)
     pick = eligible & (m["score"] >= buckets.min_score)
-
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "bars": counts,
             "last_date": days_to_dates(last_day),
@@ -173,17 +198,23 @@ def score_universe(bars: pd.DataFrame, session: dt.date, scoring: ScoringConfig,
         },
         index=symbols,
     )
-    return frame
 
 
 def _median_dollar_volume(codes: np.ndarray, close: np.ndarray, volume: np.ndarray, n: int,
                           window: int, from_end: np.ndarray) -> np.ndarray:
     """Each symbol's median close * volume over its last ``window`` bars (dollars; NaN if none)."""
     recent = from_end < window
-    dollar = right_aligned(codes[recent], close[recent] * volume[recent], n, window, from_end[recent])
-    with np.errstate(invalid="ignore"):
-        return (np.nanmedian(dollar, axis=0) if n and dollar.shape[0]
-                else np.full(n, np.nan))
+    return panel_median(right_aligned(codes[recent], close[recent] * volume[recent], n, window, from_end[recent]))
+
+
+def panel_median(panel: np.ndarray) -> np.ndarray:
+    """Each column's median of a right-aligned panel, NaN padding ignored (NaN for an empty column)."""
+    n = panel.shape[1]
+    if not n or not panel.shape[0]:
+        return np.full(n, np.nan)
+    with warnings.catch_warnings():  # an all-NaN column (no bar) is NaN, as documented: no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(panel, axis=0)
 
 
 def _ineligibility(counts: np.ndarray, last_close: np.ndarray, dollar_volume: np.ndarray,
@@ -255,7 +286,7 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     codes, close = codes[order], close[order]
 
     n = len(names)
-    m = _metrics(codes, close, n, scoring, _depth(scoring))
+    m = _metrics(codes, close, n, scoring, scan_depth(scoring))
     counts = np.where(scored, np.bincount(codes, minlength=n), 0).astype(np.int64)
     last_date = np.array([session if ok else None for ok in scored], dtype=object)
     frame = pd.DataFrame(

@@ -40,28 +40,33 @@ two evening scans' pick levels: see benchmarks/bench_backtest.py).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from trading_system import sessions
 from trading_system.broker.simulated import SimulatedBroker
 from trading_system.config import Config, PathsConfig
-from trading_system.errors import BadInputError, PrepError, RunFailure
-from trading_system.execute.orders import default_guards
-from trading_system.execute.rebalance import Journal, rebalance
+from trading_system.errors import BadInputError, RunFailure
 from trading_system.execute.run import run_execute
 from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
 from trading_system.prepare.context.build import regime_for
 from trading_system.prepare.run import run_prepare
 from trading_system.review import metrics
+from trading_system.review.backtest_batch import BatchNights, EveningPlan, unsupported
+from trading_system.review.backtest_replay import (
+    AccountDay,
+    Replay,
+    Step,
+    SystemNight,
+    at,
+    replay_nights,
+)
 from trading_system.review.backtest_result import (  # noqa: F401 (re-exported: the accounts' names)
     ACCOUNTS,
     BUY_HOLD,
@@ -76,7 +81,9 @@ from trading_system.review.backtest_result import (  # noqa: F401 (re-exported: 
 from trading_system.state.plan import Plan, load_plan, save_plan
 from trading_system.validate.run import run_validate
 
-Step = Callable[[str, dt.datetime, int, int], None]
+#: The backtest's engines: ``batch`` (``backtest_batch``, in memory, the scans in one pass) and
+#: ``nightly`` (the cron path's ``run_*`` functions with their files, night by night).
+ENGINES = ("batch", "nightly")
 
 
 def fast_tmp() -> str | None:
@@ -136,31 +143,10 @@ def _check_coverage(source: CachedSource, first_scan: dt.date, last: dt.date, be
                                 "pick --start/--end inside that range.")
 
 
-def _at(day: dt.date, hour: int, minute: int) -> sessions.Clock:
-    return sessions.Clock(dt.datetime.combine(day, dt.time(hour, minute), tzinfo=sessions.ET))
-
-
-def _mark(broker: SimulatedBroker, source: CachedSource, session: dt.date) -> float:
-    """Cash + shares x the session's close (the last close before it for a symbol without a bar)."""
-    holdings = broker.holdings
-    closes = source.closes(session, list(holdings))
-    missing = [s for s in holdings if s not in closes]
-    if missing:
-        raise RunFailure(f"no close for {', '.join(missing)} on or before {session}; cannot mark the account.")
-    return broker.cash + sum(q * closes[s] for s, q in holdings.items())
-
-
-def _filled(orders) -> tuple[float, float]:
-    """(dollars bought, dollars sold) of an execution report's orders."""
-    bought = sum(o.filled_qty * (o.filled_avg_price or 0.0) for o in orders if o.side == "buy")
-    sold = sum(o.filled_qty * (o.filled_avg_price or 0.0) for o in orders if o.side == "sell")
-    return bought, sold
-
-
 def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource | None = None,
                  gate_off_twin: bool = False, on_step: Step | None = None,
                  workdir: Path | None = None, regime_off_twin: bool = False,
-                 events_off_twin: bool = False) -> BacktestResult:
+                 events_off_twin: bool = False, engine: str = "batch") -> BacktestResult:
     """Replay prepare -> validate -> execute for every session in [start, end].
 
     Requires: bars (and splits) from the session before ``start`` to ``end`` in ``source``
@@ -171,13 +157,19 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
     ``workdir``: where the scratch workspaces go (default a temporary folder, removed after), one
     folder per account (``system``, ``no_gate``, ``no_regime``, ``no_events``, ``buy_hold``).
     ``gate_off_twin`` / ``regime_off_twin`` / ``events_off_twin`` add NO_GATE / NO_REGIME / NO_EVENTS.
+    ``engine``: ``batch`` (default; the nightly engine instead when ``backtest_batch.unsupported``
+    says why, and ``result.engine`` says so) or ``nightly``: the same decisions either way.
     Sets: a ``BacktestResult`` with equity curves of SYSTEM, the twins asked for and BUY_HOLD in dollars.
 
     Raises:
-        BadInputError: empty or reversed range, or a range outside the data.
+        BadInputError: empty or reversed range, a range outside the data, an unknown ``engine``.
         PrepError: a night failed (its message names the session).
     """
     t0 = time.perf_counter()
+    if engine not in ENGINES:
+        raise BadInputError(f"unknown backtest engine {engine!r}; use one of {', '.join(ENGINES)}.")
+    why_not = unsupported(cfg) if engine == "batch" else None
+    used = "nightly" if why_not else engine
     days = _backtest_sessions(start, end)
     first_scan = sessions.previous_session(days[0])
     source = source or default_source(cfg)
@@ -192,7 +184,7 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
                                        (NO_EVENTS, events_off_twin)) if on]
         replay = _replay_context(cfg, workdir, twins, source, benchmarks, days[0],
                                  on_step or (lambda *a: None), len(days))
-        nights = _replay_nights(replay, first_scan, days)
+        nights = (_batch if used == "batch" else _nightly)(replay, first_scan, days)
     finally:
         if owned_tmp is not None:
             owned_tmp.cleanup()
@@ -206,7 +198,7 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
     index_file = str(context_file) if context_file is not None and Path(context_file).is_file() else None
     return BacktestResult(start=days[0], end=days[-1], data_source=source.name, equity=equity, figures=figures,
                           nights=nights, seconds=time.perf_counter() - t0, index_file=index_file,
-                          gross=equity + paid)
+                          gross=equity + paid, engine=f"nightly ({why_not})" if why_not else used)
 
 
 def _cost_figures(equity: pd.Series, broker: SimulatedBroker) -> dict[str, float]:
@@ -230,31 +222,8 @@ def _backtest_sessions(start: dt.date, end: dt.date) -> list[dt.date]:
     return days
 
 
-@dataclasses.dataclass
-class _Replay:
-    """What every night of one backtest shares: the workspaces, the brokers and the running sums."""
-
-    configs: dict[str, Config]            # account -> its scratch config (SYSTEM and the twins)
-    bh_cfg: Config                        # BUY_HOLD's scratch config
-    brokers: dict[str, SimulatedBroker]   # account (the above and BUY_HOLD) -> its broker
-    benchmarks: dict[str, float]          # BUY_HOLD's weights (fractions)
-    plan_file: dict[str, Path]            # account -> its plan file
-    source: CachedSource
-    step: Step
-    total: int                            # sessions in the backtest
-    marks: dict[str, list[float]]         # account -> equity at the start, then each session's close (dollars)
-    totals: dict[str, list[float]]        # account -> [dollars bought, dollars sold]
-    costs: dict[str, list[float]]         # account -> costs paid to date at each mark (dollars)
-
-
-    @property
-    def scans(self) -> list[str]:
-        """The accounts whose evening runs its own scan: SYSTEM, and NO_EVENTS (its gate changes the picks)."""
-        return [name for name in self.configs if name in (SYSTEM, NO_EVENTS)]
-
-
 def _replay_context(cfg: Config, workdir: Path, twins: list[str], source: CachedSource,
-                    benchmarks: dict[str, float], first_day: dt.date, step: Step, total: int) -> _Replay:
+                    benchmarks: dict[str, float], first_day: dt.date, step: Step, total: int) -> Replay:
     """The scratch configs under ``workdir`` and a simulated broker per account, each holding the starting cash."""
     cash = cfg.broker.simulated.starting_cash
     gate = cfg.validation.retention_threshold
@@ -267,87 +236,65 @@ def _replay_context(cfg: Config, workdir: Path, twins: list[str], source: Cached
     # Every account, BUY_HOLD included, pays the configured costs (costs:, DESIGN §12).
     brokers = {name: SimulatedBroker(source, None, first_day, cash, cfg.costs.commission_per_order,
                                      cfg.costs.slippage_bps) for name in [*configs, BUY_HOLD]}
-    return _Replay(configs=configs, bh_cfg=bh_cfg, brokers=brokers, benchmarks=benchmarks,
-                   plan_file={name: c.path(c.paths.plan) for name, c in configs.items()},
-                   source=source, step=step, total=total,
-                   marks={name: [cash] for name in brokers}, totals={name: [0.0, 0.0] for name in brokers},
-                   costs={name: [0.0] for name in brokers})
+    return Replay(configs=configs, bh_cfg=bh_cfg, brokers=brokers, benchmarks=benchmarks,
+                  plan_file={name: c.path(c.paths.plan) for name, c in configs.items()},
+                  source=source, step=step, total=total,
+                  marks={name: [cash] for name in brokers}, totals={name: [0.0, 0.0] for name in brokers},
+                  costs={name: [0.0] for name in brokers})
 
 
-def _replay_nights(replay: _Replay, first_scan: dt.date, days: list[dt.date]) -> list[Night]:
-    """The scan of ``first_scan``, then per session: validate, execute, mark, and the evening's scan.
+def _nightly(replay: Replay, first_scan: dt.date, days: list[dt.date]) -> list[Night]:
+    """The nightly engine: ``run_prepare`` / ``run_validate`` / ``run_execute`` in the scratch workspaces."""
 
-    Raises:
-        PrepError: of the same class as the failure, its message naming the session or scan.
-    """
-    source, step = replay.source, replay.step
-    nights: list[Night] = []
-    clock = _at(first_scan, 20, 0)
-    step("prepare", clock.now(), 0, len(days))
-    for name in replay.scans:
-        run_prepare(replay.configs[name], clock, source=source)
-    for i, day in enumerate(days):
-        try:
-            nights.append(_session(day, i, replay))
-        except PrepError as exc:
-            raise exc.__class__(f"backtest session {day}: {exc}") from exc
-        for name, broker in replay.brokers.items():
-            replay.marks[name].append(_mark(broker, source, day))
-            replay.costs[name].append(sum(broker.costs_paid.values()))
-        step("marked", _at(day, 16, 0).now(), i + 1, len(days))
-        if i + 1 < len(days):
-            clock = _at(day, 20, 0)
-            step("prepare", clock.now(), i + 1, len(days))
-            for name in replay.scans:
-                try:
-                    run_prepare(replay.configs[name], clock, source=source)
-                except PrepError as exc:
-                    whose = "" if name == SYSTEM else f" (account {name})"
-                    raise exc.__class__(f"backtest scan of {day}{whose}: {exc}") from exc
-    return nights
+    def prepare(name: str, night: dt.date) -> None:
+        run_prepare(replay.configs[name], at(night, 20, 0), source=replay.source)
+
+    def session(day: dt.date, i: int) -> tuple[dict[str, AccountDay], SystemNight]:
+        _twin_plans(replay)
+        accounts, system = {}, SystemNight("", None, [])
+        for name, c in replay.configs.items():
+            replay.step("validate", at(day, 9, 0).now(), i, replay.total)
+            v = run_validate(c, at(day, 9, 0), source=replay.source)
+            vr = v.plan.validation_results
+            assert vr is not None  # run_validate always sets it (a dry run too)
+            if name == SYSTEM:
+                context = v.plan.context
+                system = SystemNight(v.plan.plan_id, context.regime if context is not None else None,
+                                     sorted(context.events.removed) if context is not None else [])
+            replay.step("execute", at(day, 9, 31).now(), i, replay.total)
+            ex = run_execute(c, at(day, 9, 31), broker=replay.brokers[name])
+            accounts[name] = AccountDay(strategy=ex.strategy, checks=len(vr.checks),
+                                        rejected=sum(not chk.passed for chk in vr.checks.values()),
+                                        exposure=vr.exposure, report=ex.report)
+        return accounts, system
+
+    return replay_nights(replay, first_scan, days, prepare, session)
 
 
-def _session(day: dt.date, i: int, replay: _Replay) -> Night:
-    """Validate and execute the plan for ``day`` (session ``i`` of the backtest) in every workspace;
-    rebalance BUY_HOLD.  Adds each account's fills to ``replay.totals``."""
-    configs, brokers, totals = replay.configs, replay.brokers, replay.totals
-    for broker in brokers.values():
-        broker.move_to(day)
-    _twin_plans(replay)
-    selected, rejected, traded, checks, exposure = {}, {}, {}, {}, {}
-    regime, removed, plan_id = "unavailable", [], ""
-    for name, c in configs.items():
-        clock = _at(day, 9, 0)
-        replay.step("validate", clock.now(), i, replay.total)
-        v = run_validate(c, clock, source=replay.source)
-        vr = v.plan.validation_results
-        assert vr is not None  # run_validate always sets it (a dry run too)
-        checks[name], exposure[name] = len(vr.checks), vr.exposure
-        rejected[name] = sum(not chk.passed for chk in vr.checks.values())
-        if name == SYSTEM:
-            plan_id, regime = v.plan.plan_id, regime_state(v.plan)
-            removed = sorted(v.plan.context.events.removed) if v.plan.context is not None else []
-        clock = _at(day, 9, 31)
-        replay.step("execute", clock.now(), i, replay.total)
-        ex = run_execute(c, clock, broker=brokers[name])
-        selected[name] = ex.strategy
-        bought, sold = _filled(ex.report.orders)
-        totals[name][0] += bought
-        totals[name][1] += sold
-        traded[name] = bought + sold
-    bh_cfg = replay.bh_cfg
-    guards = default_guards(bh_cfg.execution, bh_cfg.path(bh_cfg.paths.kill_switch))
-    _, report = rebalance(replay.benchmarks, brokers[BUY_HOLD], bh_cfg.execution, f"{day:%Y%m%d}-00000000",
-                          Journal(None), guards)
-    bought, sold = _filled(report.orders)
-    totals[BUY_HOLD][0] += bought
-    totals[BUY_HOLD][1] += sold
-    selected[BUY_HOLD], traded[BUY_HOLD] = BUY_HOLD, bought + sold
-    return Night(session=day, plan_id=plan_id, selected=selected, checked=checks[SYSTEM], rejected=rejected,
-                 traded=traded, checks=checks, regime=regime, exposure=exposure, earnings_removed=removed)
+def _batch(replay: Replay, first_scan: dt.date, days: list[dt.date]) -> list[Night]:
+    """The batch engine (``backtest_batch``): the same decisions in memory, the scans in one pass."""
+    batch = BatchNights(replay.configs[SYSTEM], replay.source, [first_scan, *days[:-1]])
+    plans: dict[str, EveningPlan] = {}
+
+    def prepare(name: str, night: dt.date) -> None:
+        plans[name] = batch.evening(replay.configs[name], night)
+
+    def session(day: dt.date, i: int) -> tuple[dict[str, AccountDay], SystemNight]:
+        accounts = {}
+        for name, c in replay.configs.items():
+            plan = plans[name] if name in replay.scans else plans[SYSTEM]
+            if name == NO_REGIME:
+                plan = batch.without_regime(plan, c, sessions.previous_session(day))
+            replay.step("validate", at(day, 9, 0).now(), i, replay.total)
+            replay.step("execute", at(day, 9, 31).now(), i, replay.total)
+            accounts[name] = batch.morning(c, plan, day, replay.brokers[name])
+        system = plans[SYSTEM]
+        return accounts, SystemNight(system.plan_id, system.regime, system.removed)
+
+    return replay_nights(replay, first_scan, days, prepare, session)
 
 
-def _twin_plans(replay: _Replay) -> None:
+def _twin_plans(replay: Replay) -> None:
     """The evening plan of each twin without a scan of its own: the system's, copied (NO_GATE) or with
     the regime switched off (NO_REGIME, ``regime_off_plan``)."""
     plan_file = replay.plan_file
@@ -362,14 +309,3 @@ def _twin_plans(replay: _Replay) -> None:
             save_plan(plan_file[name], regime_off_plan(plan, replay.configs[name], replay.source))
         else:
             shutil.copyfile(plan_file[SYSTEM], plan_file[name])
-
-
-def regime_state(plan: Plan) -> str:
-    """The regime of ``plan`` as one of REGIME_STATES: its state when the record is ``ok``, else its
-    status (``unavailable`` / ``off``); ``unavailable`` for a plan without a context."""
-    record = plan.context.regime if plan.context is not None else None
-    if record is None:
-        return "unavailable"
-    if record.status == "ok" and record.state is not None:
-        return record.state
-    return record.status

@@ -23,6 +23,10 @@ ACCOUNTS = (SYSTEM, NO_GATE, NO_REGIME, NO_EVENTS, BUY_HOLD)
 #: night, or a plan without a context) and ``off`` (``regime.enabled`` false in the config).
 REGIME_STATES = ("RISK_ON", "NEUTRAL", "RISK_OFF", "unavailable", "off")
 
+#: One order of a night: (client_order_id, side, symbol, qty in shares or None, notional in dollars
+#: or None, filled_qty in shares, filled_avg_price in dollars or None, status).
+OrderLine = tuple[str, str, str, "float | None", "float | None", float, "float | None", str]
+
 
 
 
@@ -40,6 +44,7 @@ class Night:
     regime: str = "unavailable"       # the system's plan: one of REGIME_STATES
     exposure: dict[str, float] = dataclasses.field(default_factory=dict)  # account -> fraction invested
     earnings_removed: list[str] = dataclasses.field(default_factory=list)  # picks the system's gate removed
+    orders: dict[str, list[OrderLine]] = dataclasses.field(default_factory=dict)  # account -> its orders
 
 
 @dataclasses.dataclass
@@ -55,6 +60,7 @@ class BacktestResult:
     seconds: float
     index_file: str | None = None     # the regime's index bars (the source's context file), if there is one
     gross: pd.DataFrame | None = None  # equity before costs: each curve plus the costs paid to date (dollars)
+    engine: str = "nightly"           # "batch" or "nightly" (see review/backtest.py), and why when it fell back
 
     def selections(self, account: str = SYSTEM) -> dict[str, int]:
         """Sessions each strategy was traded by ``account``."""

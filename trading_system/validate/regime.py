@@ -6,18 +6,18 @@ missing, the regime ``unavailable`` or ``off``) trades as selected, fully invest
 
 from __future__ import annotations
 
-from trading_system.state.plan import Plan
+from trading_system.state.plan import RegimeRecord
 from trading_system.validate.gate import percent
 from trading_system.vocabulary import StrategyName
 
 
-def apply_regime(plan: Plan, selected: StrategyName, reason: str) -> tuple[StrategyName, str, float]:
-    """(strategy, reason, exposure) once the plan's regime is applied to the gate's choice.
+def apply_regime(regime: RegimeRecord | None, selected: StrategyName, reason: str) -> tuple[StrategyName, str, float]:
+    """(strategy, reason, exposure) once the plan's ``regime`` (``plan.context.regime``) is applied
+    to the gate's choice.
 
     The reason says what the regime changed, so the archive and the printout show why a gate's
     choice was overruled or scaled.  Exposure is a fraction in [0, 1].
     """
-    regime = plan.context.regime if plan.context is not None else None
     if regime is None or regime.status != "ok":
         return selected, reason, 1.0
     why = "; ".join(regime.reasons)

@@ -7,20 +7,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping
 
 import pandas as pd
 
 from trading_system import sessions
 from trading_system.config import Config
 from trading_system.errors import DataError, PlanError
-from trading_system.marketdata.base import MarketData
+from trading_system.marketdata.base import MarketData, Quote
 from trading_system.prepare.discovery import HISTORY_DAYS
 from trading_system.prepare.scoring import rescore
 from trading_system.runtime import make_source
 from trading_system.state.journal import Journal
 from trading_system.state.pending import morning_plan
 from trading_system.state.plan import (
+    PickCheck,
     Plan,
+    RegimeRecord,
+    Strategy,
     ValidatedStrategy,
     ValidationResults,
     plan_lock,
@@ -68,33 +72,13 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
                             "again (a new choice could undo them): run 'prep execute' to finish it.")
         now = clock.now()
         source = source or make_source(cfg, clock)
-        contest = {n: s for n, s in plan.strategies.items() if n != StrategyName.BUY_HOLD}
-        symbols = sorted({sym for s in contest.values() for sym in s.allocations})
-        quotes = source.premarket_prices(symbols, today)
-        _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
         last_closed = sessions.last_closed_session(now)
-        history = source.bars(end=last_closed, start=last_closed - dt.timedelta(days=HISTORY_DAYS),
-                              symbols=symbols, adjust_through=today)
-        morning = rescore(history, {s: q.price for s, q in quotes.items()}, today, cfg.scoring)
-        checks = {}
-        morning_scores = {s: float(v) for s, v in morning["score"].items() if pd.notna(v)}
-        for s in symbols:
-            original = next(st.original_scores[s] for st in contest.values() if s in st.allocations)
-            assert original is not None  # Plan._consistent: every pick of a contestant has an evening score
-            current = morning_scores.get(s)
-            q = quotes.get(s)
-            checks[s] = check_pick(original, current, q.price if q else None, q.source if q else None,
-                                   cfg.validation.retention_threshold)
+        checks, history, quotes = morning_checks(cfg, source, plan.strategies, today, last_closed)
         outcome = morning_scan(cfg, history, {s: q.price for s, q in quotes.items()}, last_closed, now,
                                record=not dry_run)
         vetoed = apply_vetoes(checks, outcome)
-        validated: dict[str, ValidatedStrategy] = {  # str keys, as ValidationResults.validated_strategies
-            n: validate_strategy(s, checks, cfg.validation.min_names) for n, s in contest.items()}
-        bh = plan.strategies[StrategyName.BUY_HOLD].allocations
-        validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
-                                                  validation_rate=1.0, contestant=False)
-        selected, reason = select_strategy(validated, cfg.validation)
-        selected, reason, exposure = apply_regime(plan, selected, reason)
+        regime = plan.context.regime if plan.context is not None else None
+        validated, selected, reason, exposure = select(cfg, plan.strategies, checks, regime)
         plan = plan.model_copy(update={"validation_results": ValidationResults(
             validation_time=now, selected_strategy=selected, selection_reason=reason,
             validated_strategies=validated, checks=checks, dry_run=dry_run, exposure=exposure),
@@ -103,6 +87,51 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
             save_plan(plan_path, plan)
     return ValidateResult(plan=plan, written=not dry_run, plan_path=str(plan_path),
                           scanner_lines=list(outcome.lines) if outcome is not None else [])
+
+
+def morning_checks(cfg: Config, source: MarketData, strategies: Mapping[StrategyName, Strategy], today: dt.date,
+                   last_closed: dt.date) -> tuple[dict[str, PickCheck], pd.DataFrame, dict[str, Quote]]:
+    """Re-score every pick of the contestant strategies with its pre-market price and judge it
+    against its evening score (DESIGN §6): (checks by symbol, the history read, the quotes).
+
+    ``history`` is the picks' bars of the ``HISTORY_DAYS`` up to ``last_closed``, split-adjusted
+    through ``today``; the quotes are the source's pre-market prices (dollars).
+
+    Raises:
+        DataError: too many picks have no price (see :func:`_check_priced`).
+    """
+    contest = {n: s for n, s in strategies.items() if n != StrategyName.BUY_HOLD}
+    symbols = sorted({sym for s in contest.values() for sym in s.allocations})
+    quotes = source.premarket_prices(symbols, today)
+    _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
+    history = source.bars(end=last_closed, start=last_closed - dt.timedelta(days=HISTORY_DAYS),
+                          symbols=symbols, adjust_through=today)
+    morning = rescore(history, {s: q.price for s, q in quotes.items()}, today, cfg.scoring)
+    morning_scores = {s: float(v) for s, v in morning["score"].items() if pd.notna(v)}
+    checks = {}
+    for s in symbols:
+        original = next(st.original_scores[s] for st in contest.values() if s in st.allocations)
+        assert original is not None  # Plan._consistent: every pick of a contestant has an evening score
+        q = quotes.get(s)
+        checks[s] = check_pick(original, morning_scores.get(s), q.price if q else None, q.source if q else None,
+                               cfg.validation.retention_threshold)
+    return checks, history, quotes
+
+
+def select(cfg: Config, strategies: Mapping[StrategyName, Strategy], checks: Mapping[str, PickCheck],
+           regime: RegimeRecord | None) -> tuple[dict[str, ValidatedStrategy], StrategyName, str, float]:
+    """(validated strategies, the strategy to trade, why, exposure as a fraction): each contestant
+    keeps its picks that passed ``checks``, the gate selects (``select_strategy``: BUY_HOLD as the
+    fallback), then the evening's ``regime`` may impose a strategy and scale the exposure."""
+    validated: dict[str, ValidatedStrategy] = {  # str keys, as ValidationResults.validated_strategies
+        n: validate_strategy(s, checks, cfg.validation.min_names)
+        for n, s in strategies.items() if n != StrategyName.BUY_HOLD}
+    bh = strategies[StrategyName.BUY_HOLD].allocations
+    validated[StrategyName.BUY_HOLD] = ValidatedStrategy(validated_allocations=dict(bh), rejected_tickers=[],
+                                                         validation_rate=1.0, contestant=False)
+    selected, reason = select_strategy(validated, cfg.validation)
+    selected, reason, exposure = apply_regime(regime, selected, reason)
+    return validated, selected, reason, exposure
 
 
 def _check_priced(symbols: list[str], quotes: dict, max_unpriced: float) -> None:

@@ -89,7 +89,7 @@ def regime_line(record: RegimeRecord) -> str:
     return f"regime: {record.state} ({'; '.join(record.reasons)}): {effect}"
 
 
-def evening_context(cfg: Config, source: MarketData, scan: pd.DataFrame, bars: pd.DataFrame, scan_session: dt.date,
+def evening_context(cfg: Config, source: MarketData, scan: pd.DataFrame, scan_session: dt.date,
                     target: dt.date, universe: list[str]) -> ContextRecord:
     """The regime and the earnings gate of the night (levels come later, see :func:`with_levels`).
 

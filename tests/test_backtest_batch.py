@@ -1,0 +1,109 @@
+"""The backtest's batch engine decides exactly as the nightly (cron) engine (issue 13, DESIGN §12).
+
+Real bars of data/sample over 2020-02-03 -> 2020-04-30 (62 sessions): the COVID crash (RISK_ON to
+RISK_OFF), ODFL's 3-for-2 split (ex 2020-03-25) and RTX's 1.589 split (ex 2020-04-03) inside it,
+earnings reports removing picks on many nights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from trading_system import sessions
+from trading_system.config import load_config
+from trading_system.errors import BadInputError
+from trading_system.marketdata.cached import CachedSource
+from trading_system.marketdata.store import BarStore
+from trading_system.prepare.discovery import history_start
+from trading_system.prepare.scan_batch import CHUNK, NightlyScans
+from trading_system.prepare.scoring import score_universe
+from trading_system.prepare.universe import build_universe
+from trading_system.review.backtest import run_backtest
+from trading_system.review.backtest_result import BUY_HOLD, NO_EVENTS, NO_GATE, NO_REGIME, SYSTEM
+
+from conftest import SAMPLE, write_config
+
+D = dt.date
+START, END = D(2020, 2, 3), D(2020, 4, 30)
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    return load_config(write_config(tmp_path_factory.mktemp("batch")))
+
+
+@pytest.fixture(scope="module")
+def source():
+    return CachedSource.from_store(BarStore(SAMPLE))
+
+
+@pytest.fixture(scope="module")
+def both(cfg, source):
+    """(nightly, batch): the same backtest with every twin, once per engine."""
+    twins = {"gate_off_twin": True, "regime_off_twin": True, "events_off_twin": True}
+    nightly = run_backtest(cfg, START, END, source=source, engine="nightly", **twins)
+    batch = run_backtest(cfg, START, END, source=source, engine="batch", **twins)
+    return nightly, batch
+
+
+def test_each_nights_scan_is_score_universe_to_the_bit(cfg, source):
+    nights = [sessions.previous_session(START), *sessions.sessions_between(START, END)]
+    assert len(nights) > CHUNK  # two chunks; splits become known mid-chunk
+    universes = {n: build_universe(cfg, source, n).symbols for n in nights}
+    batch = NightlyScans(source, nights, universes, cfg)
+    for night in nights:
+        bars = source.bars(end=night, start=history_start(night), symbols=universes[night])
+        expected = score_universe(bars, night, cfg.scoring, cfg.eligibility, cfg.buckets)
+        got = batch.night(night)
+        pd.testing.assert_frame_equal(got.frame, expected, check_exact=True)
+        assert got.have_bar == set(bars.loc[bars["date"] == night, "symbol"])
+        assert got.first_bar == min(bars["date"])
+    # the splits are in: ODFL's closes before 2020-03-25 are on the old basis until the ex-date
+    before, after = D(2020, 3, 24), D(2020, 3, 25)
+    assert batch.night(after).frame.loc["ODFL", "close"] == pytest.approx(
+        source.bars(end=after, symbols=["ODFL"])["close"].iloc[-1])
+    assert batch.night(before).frame.loc["ODFL", "close"] > 1.3 * batch.night(after).frame.loc["ODFL", "close"]
+
+
+def test_every_decision_order_and_mark_is_the_nightly_engines(both):
+    nightly, batch = both
+    assert nightly.engine == "nightly" and batch.engine == "batch"
+    assert len(batch.nights) == len(nightly.nights) == 62
+    for n, b in zip(nightly.nights, batch.nights):
+        for field in dataclasses.fields(n):  # plan id, selections, counts, regime, removals, every order
+            assert getattr(b, field.name) == getattr(n, field.name), (n.session, field.name)
+    pd.testing.assert_frame_equal(batch.equity, nightly.equity, check_exact=True)
+    pd.testing.assert_frame_equal(batch.gross, nightly.gross, check_exact=True)
+    assert batch.figures == nightly.figures
+
+
+def test_the_window_exercises_what_it_claims(both):
+    """The comparison above bites: regimes change, gates act, twins differ, orders fill."""
+    nightly, _ = both
+    assert {n.regime for n in nightly.nights} >= {"RISK_ON", "NEUTRAL", "RISK_OFF"}
+    assert sum(bool(n.earnings_removed) for n in nightly.nights) >= 10
+    assert len({n.plan_id for n in nightly.nights}) == 62
+    assert len({n.selected[SYSTEM] for n in nightly.nights}) >= 3  # the gate chose several strategies
+    assert any(n.selected[NO_REGIME] != n.selected[SYSTEM] for n in nightly.nights)
+    assert any(n.rejected[NO_GATE] < n.rejected[SYSTEM] for n in nightly.nights)
+    for name in (SYSTEM, NO_GATE, NO_REGIME, NO_EVENTS, BUY_HOLD):
+        assert sum(len(n.orders[name]) for n in nightly.nights) > 62, name
+        assert nightly.equity[name].nunique() > 50, name
+    symbols = {line[2] for n in nightly.nights for lines in n.orders.values() for line in lines}
+    assert symbols & {"ODFL", "RTX"}  # a split name was traded inside the window
+
+
+def test_scanners_fall_back_to_the_nightly_engine(tmp_path, source):
+    cfg = load_config(write_config(tmp_path, extra="scanners:\n  - name: gappers\n    module: builtin:gap\n"))
+    result = run_backtest(cfg, D(2021, 4, 19), D(2021, 4, 20), source=source)
+    assert result.engine.startswith("nightly (scanners are configured")
+    assert len(result.nights) == 2
+
+
+def test_an_unknown_engine_is_refused(cfg, source):
+    with pytest.raises(BadInputError, match="unknown backtest engine 'fast'"):
+        run_backtest(cfg, START, END, source=source, engine="fast")

@@ -1,0 +1,152 @@
+"""Every night's evening scan of a backtest in one pass over the panel (DESIGN §12, "Speed").
+
+The scan of a night depends only on the bars up to it: each symbol's last ``HISTORY_DAYS``
+calendar days of bars, split-adjusted as the splits known that night say.  The nightly path
+reads those bars as a long frame and ``score_universe`` builds one right-aligned panel from
+them; here the panels of many nights sit side by side as the columns of one wide panel
+(``scan_depth`` rows, one column per (night, symbol)), taken straight from the source's
+arrays, and the very same ``panel_metrics`` / ``panel_median`` / ``scan_frame`` of
+``scoring`` turn them into each night's frame.  Every reduction runs along the rows, so a
+column's figures never depend on its neighbours: the frames equal ``score_universe``'s to
+the bit (``tests/test_backtest_batch.py`` proves it night by night, and the whole backtest's
+decisions identical, over the 2020 crash and two splits).
+
+Choices: the nights are scored in chunks of ``CHUNK`` (a wide panel of 32 nights x 500
+symbols x 250 rows is ~32 MB); a symbol the source holds but a night's universe does not is
+scored and dropped (the union of the nights' universes is scored each night).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from trading_system.config import Config
+from trading_system.prepare.discovery import history_start
+from trading_system.prepare.panels import EPOCH
+from trading_system.prepare.scoring import panel_median, panel_metrics, scan_depth, scan_frame
+
+#: Nights scored together in one wide panel.
+CHUNK = 32
+
+#: No bar: the ``last_day`` sentinel ``scan_frame`` reads as "no date".
+NO_DAY = np.iinfo(np.int64).min
+
+
+class PanelSource(Protocol):
+    """What the batch reads of a bar source (``marketdata.cached.CachedSource`` has it)."""
+
+    def layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(symbols sorted, first row per symbol, end row per symbol, day number per row)."""
+        ...
+
+    def adjusted(self, through: dt.date) -> tuple[np.ndarray, np.ndarray]:
+        """(close, volume) per row, split-adjusted as known on ``through``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class NightScan:
+    """One night's scan (``score_universe``'s frame), the universe's symbols with a bar dated the
+    night (the coverage check's input) and the oldest bar of the window (None without bars)."""
+
+    frame: pd.DataFrame
+    have_bar: frozenset[str]
+    first_bar: dt.date | None
+
+
+class NightlyScans:
+    """The evening scans of ``nights`` (sorted sessions), each of its own universe, computed a chunk
+    at a time on first request.
+
+    ``night(n).frame`` is what ``score_universe(bars, n, ...)`` answers for the bars the nightly
+    path reads that night (the universe's bars dated in [``history_start(n)``, ``n``], adjusted
+    through ``n``); the caller copies it before changing it.  KeyError for a night not asked.
+    """
+
+    def __init__(self, source: PanelSource, nights: Sequence[dt.date], universes: Mapping[dt.date, list[str]],
+                 cfg: Config):
+        self._source = source
+        self._nights = list(nights)
+        self._chunk_of = {night: i // CHUNK for i, night in enumerate(self._nights)}
+        self._cfg = cfg
+        symbols, first, end, day = source.layout()
+        self._symbols, self._day = symbols, day
+        wanted = set().union(*(set(u) for u in universes.values())) if universes else set()
+        self._codes = np.array([i for i, s in enumerate(symbols) if s in wanted], dtype=np.int64)
+        position = {s: i for i, s in enumerate(symbols[self._codes])}
+        self._in_universe = {}
+        for night, universe in universes.items():
+            mask = np.zeros(len(self._codes), dtype=bool)
+            mask[[position[s] for s in universe if s in position]] = True
+            self._in_universe[night] = mask
+        # One sorted key per row, (code, day), so each night's window of every symbol is two searches.
+        self._key_scale = int(day.max()) + 2 if len(day) else 1
+        codes = np.repeat(np.arange(len(symbols), dtype=np.int64), end - first)
+        self._keys = codes * self._key_scale + day
+        self._depth = scan_depth(cfg.scoring, cfg.eligibility.dollar_volume_window)
+        self._frames: dict[dt.date, NightScan] = {}
+        self._done_chunk: int | None = None
+
+    def night(self, night: dt.date) -> NightScan:
+        """The scan of ``night`` (scoring its chunk of nights first if needed)."""
+        chunk = self._chunk_of[night]
+        if chunk != self._done_chunk:
+            self._frames = self._score_chunk(self._nights[chunk * CHUNK:(chunk + 1) * CHUNK])
+            self._done_chunk = chunk
+        return self._frames[night]
+
+    def _window(self, night: dt.date) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) rows of every scored symbol's bars dated in [history_start(night), night]."""
+        base = self._codes * self._key_scale
+        start = np.searchsorted(self._keys, base + (history_start(night) - EPOCH).days, side="left")
+        end = np.searchsorted(self._keys, base + (night - EPOCH).days, side="right")
+        return start, end
+
+    def _score_chunk(self, nights: list[dt.date]) -> dict[dt.date, NightScan]:
+        """Each night of ``nights``: its panel columns gathered side by side, scored at once, cut apart."""
+        depth, dv_window, width = self._depth, self._cfg.eligibility.dollar_volume_window, len(self._codes)
+        closes = np.full((depth, width * len(nights)), np.nan)
+        dollars = np.full((dv_window, width * len(nights)), np.nan)
+        rows = np.arange(depth, dtype=np.int64)[:, None]
+        per_night = []
+        for j, night in enumerate(nights):
+            close, volume = self._source.adjusted(night)
+            start, end = self._window(night)
+            idx = end[None, :] - depth + rows                     # row k from the end sits at depth-1-k
+            valid = idx >= start[None, :]
+            cols = slice(j * width, (j + 1) * width)
+            closes[:, cols] = np.where(valid, close[np.maximum(idx, 0)], np.nan)
+            tail = idx[depth - dv_window:]
+            product = close[np.maximum(tail, 0)] * volume[np.maximum(tail, 0)]
+            dollars[:, cols] = np.where(valid[depth - dv_window:], product, np.nan)
+            per_night.append((start, end, close))
+        metrics = panel_metrics(closes, self._cfg.scoring)
+        medians = panel_median(dollars)
+        out = {}
+        for j, (night, (start, end, close)) in enumerate(zip(nights, per_night)):
+            cols = slice(j * width, (j + 1) * width)
+            out[night] = self._frame(night, start, end, close, {k: v[cols] for k, v in metrics.items()},
+                                     medians[cols])
+        return out
+
+    def _frame(self, night: dt.date, start: np.ndarray, end: np.ndarray, close: np.ndarray,
+               metrics: dict[str, np.ndarray], dollar_volume: np.ndarray) -> NightScan:
+        """The night's scan frame over the universe's symbols that have a bar in the window."""
+        counts = (end - start).astype(np.int64)
+        keep = np.flatnonzero(self._in_universe[night] & (counts > 0))
+        last = end[keep] - 1
+        last_day = self._day[last].astype(np.int64)
+        symbols = pd.Index(self._symbols[self._codes[keep]], name="symbol", dtype=object)
+        c = self._cfg
+        frame = scan_frame(symbols, counts[keep], close[last], last_day, dollar_volume[keep],
+                           {k: v[keep] for k, v in metrics.items()}, night, c.scoring, c.eligibility, c.buckets)
+        have = frozenset(symbols[last_day == (night - EPOCH).days])
+        first = int(self._day[start[keep]].min()) if len(keep) else None
+        return NightScan(frame, have, None if first is None else EPOCH + dt.timedelta(days=first))
+
