@@ -14,6 +14,8 @@ broken source can never say "no event".
 
 from __future__ import annotations
 
+import bisect
+
 import dataclasses
 import datetime as dt
 import re
@@ -133,8 +135,30 @@ def _answer(source: str, rows: list[tuple[str, dt.date, str | None]], symbols: l
     return EarningsAnswer(source, tuple(kept), covered & wanted)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    """A checked earnings file, held for the questions of a process: the table, the symbols it
+    covers, and its rows as (symbol, date, time) sorted by date with the dates alone beside them
+    (a window is then two binary searches, not a scan of the file)."""
+
+    frame: pd.DataFrame
+    covered: frozenset[str]
+    dates: list[dt.date]
+    rows: list[tuple[str, dt.date, str | None]]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> "_Table":
+        ordered = frame.sort_values("date", kind="stable")
+        rows = list(zip(ordered["symbol"], ordered["date"], ordered["time"]))
+        return cls(frame, frozenset(frame["symbol"]), [r[1] for r in rows], rows)
+
+    def between(self, first: dt.date, last: dt.date) -> list[tuple[str, dt.date, str | None]]:
+        """The rows dated in [first, last], by date."""
+        return self.rows[bisect.bisect_left(self.dates, first):bisect.bisect_right(self.dates, last)]
+
+
 #: The last earnings file read: (path, mtime_ns, size) -> its checked table.
-_TABLES: dict[tuple[str, int, int], pd.DataFrame] = {}
+_TABLES: dict[tuple[str, int, int], _Table] = {}
 
 
 class CsvEarnings:
@@ -153,8 +177,7 @@ class CsvEarnings:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._table: pd.DataFrame | None = None
-        self._covered: frozenset[str] = frozenset()
+        self._table: _Table | None = None
 
     def _read(self) -> pd.DataFrame:
         """The checked table: symbol (str), date (date), time (bmo/amc/None).
@@ -210,6 +233,9 @@ class CsvEarnings:
     def table(self) -> pd.DataFrame:
         """The whole file, checked: read once per process while the file is unchanged (a backtest asks
         every night).  Raises ``EarningsUnavailable`` as ``_read``."""
+        return self._held().frame
+
+    def _held(self) -> _Table:
         if self._table is None:
             try:
                 st = self.path.stat()
@@ -219,16 +245,15 @@ class CsvEarnings:
             if key is not None and key in _TABLES:
                 self._table = _TABLES[key]
             else:
-                self._table = self._read()
+                self._table = _Table.of(self._read())
                 if key is not None:
                     _TABLES.clear()
                     _TABLES[key] = self._table
-            self._covered = frozenset(self._table["symbol"])
         return self._table
 
     def covers_through(self) -> dt.date:
         """The last date of the file: no window may end after it."""
-        return self.table()["date"].max()
+        return self._held().dates[-1]
 
     def reports(self, symbols: list[str], start: dt.date, end: dt.date) -> EarningsAnswer:
         """The file's reports of ``symbols`` applying to a session in [start, end].
@@ -237,8 +262,8 @@ class CsvEarnings:
             EarningsUnavailable: the file is malformed (see ``_read``), or its dates end before
                 ``end`` or start after ``start``.
         """
-        table = self.table()
-        first, last = table["date"].min(), self.covers_through()
+        held = self._held()
+        first, last = held.dates[0], held.dates[-1]
         if end > last:
             raise EarningsUnavailable(f"earnings file {self.path} covers report dates only through {last}, "
                                       f"before the window's end {end}; update it (a stale file cannot say "
@@ -246,9 +271,7 @@ class CsvEarnings:
         if start < first:
             raise EarningsUnavailable(f"earnings file {self.path} starts on {first}, after the window's start "
                                       f"{start}; it cannot say there is no report before it.")
-        near = table[(table["date"] >= first_report_day(start)) & (table["date"] <= end)]
-        rows = list(zip(near["symbol"], near["date"], near["time"]))
-        return _answer(self.name, rows, symbols, self._covered, start, end)
+        return _answer(self.name, held.between(first_report_day(start), end), symbols, held.covered, start, end)
 
 
 class PolygonEarnings:
