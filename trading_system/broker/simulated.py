@@ -76,6 +76,7 @@ class SimulatedBroker:
         self._session = session
         self._opens: dict[str, float] | None = None
         self._split_list: list | None = None
+        self._positions: dict[str, Position] | None = None   # get_positions' answer until a fill or a move
         self._state = self._load(starting_cash)
         # Frozen Order objects beside the stored dicts, found by client id and by symbol:
         # a backtest's account holds thousands of orders, and every poll lists a few symbols.
@@ -98,7 +99,7 @@ class SimulatedBroker:
         """
         if session < self._session:
             raise ValueError(f"the simulated broker cannot go back from {self._session} to {session}")
-        self._session, self._opens = session, None
+        self._session, self._opens, self._positions = session, None, None
         self._roll_splits()
 
     @property
@@ -168,11 +169,14 @@ class SimulatedBroker:
 
     # --- Broker protocol ------------------------------------------------------------------------
     def get_positions(self) -> dict[str, Position]:
-        out = {}
-        for sym, qty in sorted(self._state["positions"].items()):
-            px = self.price(sym)
-            out[sym] = Position(symbol=sym, qty=qty, market_value=qty * px, price=px, qty_available=qty)
-        return out
+        # Built once per session and fill (a rebalance asks five times); Position is frozen, the dict a copy.
+        if self._positions is None:
+            self._positions = {}
+            for sym, qty in sorted(self._state["positions"].items()):
+                px = self.price(sym)
+                self._positions[sym] = Position(symbol=sym, qty=qty, market_value=qty * px, price=px,
+                                                qty_available=qty)
+        return dict(self._positions)
 
     def get_account(self) -> Account:
         cash = float(self._state["cash"])
@@ -213,6 +217,7 @@ class SimulatedBroker:
             raise OrderRejected(f"client_order_id {request.client_order_id} must be unique", 422, None, "duplicate")
         px = self.price(request.symbol)
         held = self._state["positions"].get(request.symbol, 0.0)
+        self._positions = None
         if request.side == "sell":
             # cast: prep sells by shares or close_position (execute/orders.py), so qty is set here;
             # a sell by notional (qty None) would still fail in float(), as it always has

@@ -15,7 +15,6 @@ broken source can never say "no event".
 from __future__ import annotations
 
 import bisect
-
 import dataclasses
 import datetime as dt
 import re

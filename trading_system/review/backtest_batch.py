@@ -8,7 +8,7 @@ archived.  This engine makes the same decisions in memory with the same function
   ``panel_metrics`` / ``scan_frame`` of the nightly scan), then the same coverage and history
   checks, ``evening_context`` (regime and earnings gate) and ``plan_strategies`` (the four
   strategies and the plan id) as ``run_prepare``;
-- morning: ``morning_checks`` and ``select`` as ``run_validate`` (re-score at the open, the
+- morning: ``morning_scores``, ``judge_picks`` and ``select`` as ``run_validate`` (re-score at the open, the
   retention gate, the regime);
 - open: ``traded_weights``, ``sizing_prices`` and ``rebalance_session`` as ``run_execute``,
   against the same ``SimulatedBroker``;
@@ -42,7 +42,7 @@ from trading_system.prepare.scan_batch import NightlyScans
 from trading_system.prepare.universe import build_universe
 from trading_system.review.backtest_replay import AccountDay
 from trading_system.state.plan import RegimeRecord, Strategy
-from trading_system.validate.run import morning_checks, select
+from trading_system.validate.run import MorningScores, judge_picks, morning_scores, select
 from trading_system.vocabulary import StrategyName
 
 
@@ -78,6 +78,7 @@ class BatchNights:
         self._source = source
         self._universes = {night: build_universe(cfg, source, night).symbols for night in nights}
         self._scans = NightlyScans(source, nights, self._universes, cfg)
+        self._morning: tuple[tuple[str, dt.date], MorningScores] | None = None
 
     def evening(self, cfg: Config, night: dt.date) -> EveningPlan:
         """The plan ``run_prepare`` would write with ``cfg`` as of ``night``'s 20:00 ET.
@@ -109,8 +110,11 @@ class BatchNights:
             DataError: too many picks have no price at the open.
             BrokerError / RunFailure: as ``run_execute``.
         """
-        night = sessions.previous_session(day)
-        checks, _history, _quotes = morning_checks(cfg, self._source, plan.strategies, day, night)
+        key = (plan.plan_id, day)
+        if self._morning is None or self._morning[0] != key:  # twins trading the same plan share its re-score
+            night = sessions.previous_session(day)
+            self._morning = (key, morning_scores(cfg, self._source, plan.strategies, day, night))
+        checks = judge_picks(cfg, plan.strategies, self._morning[1])
         validated, selected, _reason, exposure = select(cfg, plan.strategies, checks, plan.regime)
         weights = traded_weights(validated[selected].validated_allocations, exposure)
         report = rebalance_session(cfg, broker, plan.plan_id, weights, sizing_prices(checks, plan.closes), day,

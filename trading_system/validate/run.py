@@ -73,9 +73,10 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
         now = clock.now()
         source = source or make_source(cfg, clock)
         last_closed = sessions.last_closed_session(now)
-        checks, history, quotes = morning_checks(cfg, source, plan.strategies, today, last_closed)
-        outcome = morning_scan(cfg, history, {s: q.price for s, q in quotes.items()}, last_closed, now,
-                               record=not dry_run)
+        morning = morning_scores(cfg, source, plan.strategies, today, last_closed)
+        checks = judge_picks(cfg, plan.strategies, morning)
+        outcome = morning_scan(cfg, morning.history, {s: q.price for s, q in morning.quotes.items()}, last_closed,
+                               now, record=not dry_run)
         vetoed = apply_vetoes(checks, outcome)
         regime = plan.context.regime if plan.context is not None else None
         validated, selected, reason, exposure = select(cfg, plan.strategies, checks, regime)
@@ -89,33 +90,53 @@ def run_validate(cfg: Config, clock: sessions.Clock, dry_run: bool = False,
                           scanner_lines=list(outcome.lines) if outcome is not None else [])
 
 
-def morning_checks(cfg: Config, source: MarketData, strategies: Mapping[StrategyName, Strategy], today: dt.date,
-                   last_closed: dt.date) -> tuple[dict[str, PickCheck], pd.DataFrame, dict[str, Quote]]:
-    """Re-score every pick of the contestant strategies with its pre-market price and judge it
-    against its evening score (DESIGN §6): (checks by symbol, the history read, the quotes).
+@dataclasses.dataclass(frozen=True)
+class MorningScores:
+    """The picks' morning re-score: their pre-market ``quotes`` (dollars), the ``scores`` (0-100
+    points; a pick without one is absent) and the ``history`` the re-score read (long bars)."""
+
+    quotes: dict[str, Quote]
+    scores: dict[str, float]
+    history: pd.DataFrame
+
+
+def morning_scores(cfg: Config, source: MarketData, strategies: Mapping[StrategyName, Strategy], today: dt.date,
+                   last_closed: dt.date) -> MorningScores:
+    """Re-score every pick of the contestant strategies with its pre-market price (DESIGN §6).
 
     ``history`` is the picks' bars of the ``HISTORY_DAYS`` up to ``last_closed``, split-adjusted
-    through ``today``; the quotes are the source's pre-market prices (dollars).
+    through ``today``; the quotes are the source's pre-market prices.
 
     Raises:
         DataError: too many picks have no price (see :func:`_check_priced`).
     """
-    contest = {n: s for n, s in strategies.items() if n != StrategyName.BUY_HOLD}
-    symbols = sorted({sym for s in contest.values() for sym in s.allocations})
+    symbols = _contested(strategies)
     quotes = source.premarket_prices(symbols, today)
     _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
     history = source.bars(end=last_closed, start=last_closed - dt.timedelta(days=HISTORY_DAYS),
                           symbols=symbols, adjust_through=today)
     morning = rescore(history, {s: q.price for s, q in quotes.items()}, today, cfg.scoring)
-    morning_scores = {s: float(v) for s, v in morning["score"].items() if pd.notna(v)}
+    return MorningScores(quotes=quotes, history=history,
+                         scores={s: float(v) for s, v in morning["score"].items() if pd.notna(v)})
+
+
+def judge_picks(cfg: Config, strategies: Mapping[StrategyName, Strategy], morning: MorningScores
+                ) -> dict[str, PickCheck]:
+    """Each contestant pick judged against its evening score by the retention gate (``check_pick``)."""
+    contest = [s for n, s in strategies.items() if n != StrategyName.BUY_HOLD]
     checks = {}
-    for s in symbols:
-        original = next(st.original_scores[s] for st in contest.values() if s in st.allocations)
+    for s in _contested(strategies):
+        original = next(st.original_scores[s] for st in contest if s in st.allocations)
         assert original is not None  # Plan._consistent: every pick of a contestant has an evening score
-        q = quotes.get(s)
-        checks[s] = check_pick(original, morning_scores.get(s), q.price if q else None, q.source if q else None,
+        q = morning.quotes.get(s)
+        checks[s] = check_pick(original, morning.scores.get(s), q.price if q else None, q.source if q else None,
                                cfg.validation.retention_threshold)
-    return checks, history, quotes
+    return checks
+
+
+def _contested(strategies: Mapping[StrategyName, Strategy]) -> list[str]:
+    """The picks of the contestant strategies (every strategy but BUY_HOLD), sorted."""
+    return sorted({sym for n, s in strategies.items() if n != StrategyName.BUY_HOLD for sym in s.allocations})
 
 
 def select(cfg: Config, strategies: Mapping[StrategyName, Strategy], checks: Mapping[str, PickCheck],
