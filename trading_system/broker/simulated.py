@@ -23,6 +23,7 @@ rewriting a growing JSON file after every fill.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import json
@@ -83,6 +84,8 @@ class SimulatedBroker:
         self._orders = [Order(**{**o, "submitted_at": None}) for o in self._state["orders"]]
         self._by_cid: dict[str, int] = {}
         self._by_symbol: dict[str, list[int]] = {}
+        self._loaded = len(self._orders)     # orders read from the file; those after it were sent here,
+        self._sent_day: list[dt.date] = []   # on these sessions (non-decreasing: the account only moves on)
         for i, order in enumerate(self._orders):
             self._index(i, order)
         self._roll_splits()
@@ -191,8 +194,14 @@ class SimulatedBroker:
         return [self._orders[i] for i in found]
 
     def list_orders(self, symbols: list[str], after: dt.datetime | None = None) -> list[Order]:
-        found = sorted(i for s in set(symbols) for i in self._by_symbol.get(s, ()))
-        return [self._orders[i] for i in found]
+        """The orders of ``symbols``; with ``after``, those sent on its day or later, as Alpaca's
+        ``after`` filter (orders read from an account file, whose day is not kept, are always listed)."""
+        cut = 0 if after is None else self._loaded + bisect.bisect_left(self._sent_day, after.date())
+        found = []
+        for s in set(symbols):
+            held = self._by_symbol.get(s, [])   # increasing indices
+            found += held[:bisect.bisect_left(held, self._loaded)] + held[bisect.bisect_left(held, max(cut, self._loaded)):]
+        return [self._orders[i] for i in sorted(found)]
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         found = self.get_orders([client_order_id])
@@ -262,6 +271,7 @@ class SimulatedBroker:
         )
         self._state["orders"].append({f: getattr(order, f) for f in _STORED_FIELDS})
         self._orders.append(order)
+        self._sent_day.append(self._session)
         self._index(len(self._orders) - 1, order)
         self._save()
         return order

@@ -150,10 +150,12 @@ def plan_strategies(cfg: Config, scan: pd.DataFrame, scan_session: dt.date,
     notes = cap_notes(allocations, cfg.strategies)
     # None for a name the scan could not score (a benchmark with too little history); a NaN must
     # never reach the plan (``where(..., None)`` keeps NaN in a float column under pandas 3)
-    scores = {str(s): (None if pd.isna(v) else round(float(v), 6)) for s, v in scan["score"].items()}
+    held = sorted({s for weights in allocations.values() for s in weights})
+    score = scan["score"].reindex(held)   # only the allocated names' scores are read (NaN when unscored)
+    scores = {s: (None if pd.isna(v) else round(float(v), 6)) for s, v in zip(held, score.tolist())}
     strategies = {
         StrategyName(name): Strategy(allocations=weights, note=notes.get(name),
-                       original_scores={s: scores.get(s) for s in weights})
+                                     original_scores={s: scores.get(s) for s in weights})
         for name, weights in allocations.items()
     }
     return _plan_id(target, scan_session, allocations, cfg), strategies
