@@ -233,14 +233,17 @@ def status(state: _State, live: bool) -> None:
 @click.option("--no-events", "no_events", is_flag=True,
               help="Also replay the same system with the earnings gate off (events.enabled false) and show it beside.")
 @click.option("--out", default=None, help="Folder for the JSON summary and the PNG chart (default: reports/).")
+@click.option("--engine", type=click.Choice(["batch", "nightly"]), default="batch", show_default=True,
+              help="batch: the decisions in memory, every night's scan in one pass (the same decisions, proven by "
+                   "tests); nightly: the cron path's prepare/validate/execute with their files, night by night.")
 @click.pass_obj
-def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_events, out) -> None:
+def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_events, out, engine) -> None:
     """Replay prepare, validate and execute over every session, against BUY_HOLD."""
     from trading_system.review.backtest_report import backtest_command
 
     _run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
                                                                 bars, splits, no_gate, out, no_regime=no_regime,
-                                                                no_events=no_events))
+                                                                no_events=no_events, engine=engine))
 
 
 @main.command()

@@ -200,7 +200,8 @@ class SimulatedBroker:
         found = []
         for s in set(symbols):
             held = self._by_symbol.get(s, [])   # increasing indices
-            found += held[:bisect.bisect_left(held, self._loaded)] + held[bisect.bisect_left(held, max(cut, self._loaded)):]
+            found += held[:bisect.bisect_left(held, self._loaded)]             # read from the file
+            found += held[bisect.bisect_left(held, max(cut, self._loaded)):]   # sent here, on or after the day
         return [self._orders[i] for i in sorted(found)]
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:

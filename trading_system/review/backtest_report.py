@@ -167,7 +167,7 @@ def summary(result: BacktestResult, cfg: Config, bars_file: str | None, splits_f
                     "checked": n.checked, "checks": n.checks, "rejected": n.rejected,
                     "regime": n.regime, "exposure": n.exposure, "earnings_removed": n.earnings_removed,
                     "traded": {k: round(v, 2) for k, v in n.traded.items()}} for n in result.nights],
-        "seconds": round(result.seconds, 2),
+        "seconds": round(result.seconds, 2), "engine": result.engine,
     }
 
 
@@ -238,7 +238,7 @@ def render(console: Console, result: BacktestResult, cfg: Config, json_path: Pat
         console.print(f"summary: {json_path}")
     if png_path:
         console.print(f"chart: {png_path}")
-    console.print(f"{len(result.nights)} sessions in {result.seconds:.1f} s")
+    console.print(f"{len(result.nights)} sessions in {result.seconds:.1f} s ({result.engine} engine)")
 
 
 def output_folder(cfg: Config, out: str | None) -> Path:
@@ -263,8 +263,11 @@ def output_folder(cfg: Config, out: str | None) -> Path:
 
 def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start: dt.date, end: dt.date,
                      bars: str | None = None, splits: str | None = None, no_gate: bool = False,
-                     out: str | None = None, no_regime: bool = False, no_events: bool = False) -> BacktestResult:
+                     out: str | None = None, no_regime: bool = False, no_events: bool = False,
+                     engine: str = "batch") -> BacktestResult:
     """``prep backtest``: load the bars, run showing progress, write JSON + PNG, print the report.
+
+    ``engine``: ``batch`` or ``nightly`` (see ``run_backtest``).
 
     ``no_gate`` / ``no_regime`` / ``no_events`` add the system with the retention gate / the regime /
     the earnings gate off beside it.  With ``bars``, the earnings gate reads ``earnings.csv`` beside
@@ -300,7 +303,7 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
 
     try:
         result = run_backtest(cfg, start, end, source=source, gate_off_twin=no_gate, on_step=step,
-                              regime_off_twin=no_regime, events_off_twin=no_events)
+                              regime_off_twin=no_regime, events_off_twin=no_events, engine=engine)
     except TooLittleHistory as exc:  # the first night: a --start the data cannot serve, not a result
         if begun:
             reporter.end(ok=False)
