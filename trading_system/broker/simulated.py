@@ -47,8 +47,8 @@ class BarReader(Protocol):
         """Every known split: symbol, date (ex-date), ratio (new shares per old share)."""
         ...
 
-    def session_bars(self, session: dt.date, symbols: list[str] | None = None) -> pd.DataFrame:
-        """Raw bars of one session (as traded that day), indexed by symbol; dollars, shares."""
+    def session_opens(self, session: dt.date) -> dict[str, float]:
+        """symbol -> the raw opening price of ``session`` (dollars, as traded that day)."""
         ...
 
     def read(self, end: dt.date, start: dt.date | None = None, symbols: list[str] | None = None,
@@ -161,8 +161,7 @@ class SimulatedBroker:
             BrokerError: the store has no bar for the symbol on or before the session.
         """
         if self._opens is None:  # one read per session, not one per lookup
-            today = self._store.session_bars(self._session)
-            self._opens = dict(zip(map(str, today.index.tolist()), today["open"].astype(float).tolist()))
+            self._opens = self._store.session_opens(self._session)
         if symbol in self._opens:
             return self._opens[symbol]
         hist = self._store.read(end=self._session, symbols=[symbol])

@@ -2,7 +2,7 @@
 
 ``CachedSource`` answers the ``MarketData`` protocol (``bars``, ``premarket_prices``,
 ``premarket_source_problem``, ``ensure_session``) and the three reads the simulated broker makes of a store
-(``splits``, ``session_bars``, ``read``) from numpy arrays held in memory, so a backtest
+(``splits``, ``session_opens``, ``read``) from numpy arrays held in memory, so a backtest
 of hundreds of sessions reads the Parquet file once instead of once a night.
 
 The answers are the ones ``BarStore.read`` gives, to the bit: the split factors are
@@ -79,6 +79,7 @@ class CachedSource:
         self._last_read: tuple[tuple, pd.DataFrame] | None = None
         self.factor_rebuilds = 0
         self._adjusted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._opens: tuple[dt.date, dict[str, float]] | None = None
 
     @classmethod
     def from_store(cls, store: BarStore, name: str = "sample") -> "CachedSource":
@@ -281,6 +282,13 @@ class CachedSource:
         keep = set(symbols)
         rows = rows[[s in keep for s in self._sym[rows]]] if len(rows) else rows
         return self._frame(rows, None, arrow_dates=False).set_index("symbol")
+
+    def session_opens(self, session: dt.date) -> dict[str, float]:
+        """symbol -> the raw opening price of ``session`` (dollars), as ``BarStore.session_opens``; a copy."""
+        if self._opens is None or self._opens[0] != session:
+            rows = self._session_rows(session)
+            self._opens = (session, dict(zip(self._sym[rows].tolist(), self._ohlc["open"][rows].tolist())))
+        return dict(self._opens[1])
 
     def _session_rows(self, session: dt.date) -> np.ndarray:
         day = _day(session)

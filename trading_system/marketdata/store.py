@@ -177,6 +177,11 @@ class BarStore:
             mask &= bars["symbol"].isin(symbols)
         return bars[mask].set_index("symbol")
 
+    def session_opens(self, session: dt.date) -> dict[str, float]:
+        """symbol -> the raw opening price of ``session`` (dollars); what the simulated broker fills at."""
+        today = self.session_bars(session)
+        return dict(zip(map(str, today.index.tolist()), today["open"].astype(float).tolist()))
+
     def write_bars(self, new: pd.DataFrame) -> None:
         """Merge raw bars into the store (a later copy of a (symbol, date) wins), atomically."""
         merged = pd.concat([self.raw_bars(), new[BAR_COLUMNS]], ignore_index=True)
