@@ -1,13 +1,17 @@
 """``prep backtest``: the nightly cycle replayed over history with the simulated broker.
 
-For every session T in [start, end] the very same pipeline functions the crontab runs
-are called, each with a frozen as-of clock:
+For every session T in [start, end] the cron cycle's decisions are made with a frozen as-of clock:
+the scan of the previous session (its 20:00 ET), the morning gate at T 09:00 and the rebalance at
+T 09:31, against an in-memory ``SimulatedBroker`` that fills at T's open.  Every account is marked
+to market at T's close.  Two engines make them (``ENGINES``), with the same decisions:
 
-- ``run_prepare`` as of the previous session's 20:00 ET (the scan of that session),
-- ``run_validate`` as of T 09:00 and ``run_execute`` as of T 09:31,
+- ``nightly``: the very ``run_prepare`` / ``run_validate`` / ``run_execute`` the crontab runs, in
+  a scratch workspace per account (plan file, journals, archives);
+- ``batch`` (the default; ``backtest_batch``): every night's scan in one pass over the panel, and
+  the same functions those commands call, in memory.  ``tests/test_backtest_batch.py`` proves every
+  plan id, selection, order and mark identical over 62 sessions of 2020 with every twin.  With
+  scanners configured the nightly engine runs instead, and ``result.engine`` says why.
 
-in a scratch workspace (plan file, journals, archives), against an in-memory
-``SimulatedBroker`` that fills at T's open.  Every account is marked to market at T's close.
 Beside the system run, each in a workspace and a scratch config of its own:
 
 - BUY_HOLD: the benchmark weights (SPY 0.6 / QQQ 0.4) rebalanced every session by the
@@ -28,14 +32,10 @@ Every night records the regime state of the system's plan (``Night.regime``), th
 account traded, and the picks the system's earnings gate removed.
 
 Speed: the bars are read once into a ``CachedSource`` (split factors rebuilt only when a
-newly known split appears; a read repeated at once, as the twin's validate does, answered
-from the last one), and the broker keeps its account, and an index of its orders by symbol,
-in memory.  The pre-trade notional guards are lifted in the scratch config (the absolute caps
-off, the relative ones at the top of their ranges: a simulation holds no money); the per-night
-code path is otherwise the cron path, and it is that shared
-code that is kept fast (~55 ms a night for the three accounts on a 2-core machine before the market
-context; with it, and --no-regime --no-events, ~0.55 s a night for five accounts, most of it in the
-two evening scans' pick levels: see benchmarks/bench_backtest.py).
+newly known split appears; a read repeated at once answered from the last one), and the broker
+keeps its account, and an index of its orders by symbol, in memory.  The pre-trade notional guards
+are lifted in the scratch config (the absolute caps off, the relative ones at the top of their
+ranges: a simulation holds no money).  ``benchmarks/bench_backtest.py`` times both engines.
 """
 
 from __future__ import annotations
