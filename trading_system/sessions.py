@@ -197,10 +197,15 @@ def last_closed_session(now: dt.datetime) -> dt.date:
 
 
 def sessions_between(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every session in [start, end], oldest first.
+    """Every session in [start, end], oldest first (a new list: the caller may change it).
 
     Raises:
         AsOfError: ``start`` or ``end`` is outside the calendar.
     """
+    return list(_sessions_between(start, end))
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the dates; the earnings gate asks every night
+def _sessions_between(start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
     lo, hi = _check(start), _check(end)
-    return [ts.date() for ts in calendar().sessions_in_range(lo, hi)]
+    return tuple(ts.date() for ts in calendar().sessions_in_range(lo, hi))
