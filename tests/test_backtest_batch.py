@@ -69,6 +69,22 @@ def test_each_nights_scan_is_score_universe_to_the_bit(cfg, source):
     assert batch.night(before).frame.loc["ODFL", "close"] > 1.3 * batch.night(after).frame.loc["ODFL", "close"]
 
 
+def test_a_one_symbol_universe_is_scored_as_the_nightly_scan_scores_it(tmp_path, source):
+    """A one-column panel is summed pairwise by numpy, a wide one row by row: the batch scores such a
+    night alone (here the universe is SPY, the only benchmark, and nothing else)."""
+    (tmp_path / "one.csv").write_text("symbol\nSPY\n")
+    cfg = load_config(write_config(tmp_path, extra=f"  constituents_file: {tmp_path / 'one.csv'}\n"
+                                                   "strategies:\n  benchmarks: {SPY: 1.0}\n"))
+    nights = sessions.sessions_between(D(2020, 2, 3), D(2020, 3, 31))
+    universes = {n: build_universe(cfg, source, n).symbols for n in nights}
+    assert set(map(tuple, universes.values())) == {("SPY",)}
+    batch = NightlyScans(source, nights, universes, cfg)
+    for night in nights:
+        bars = source.bars(end=night, start=history_start(night), symbols=["SPY"])
+        expected = score_universe(bars, night, cfg.scoring, cfg.eligibility, cfg.buckets)
+        pd.testing.assert_frame_equal(batch.night(night).frame, expected, check_exact=True)
+
+
 def test_every_decision_order_and_mark_is_the_nightly_engines(both):
     nightly, batch = both
     assert nightly.engine == "nightly" and batch.engine == "batch"

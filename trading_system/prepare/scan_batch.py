@@ -7,8 +7,9 @@ them; here the panels of many nights sit side by side as the columns of one wide
 (``scan_depth`` rows, one column per (night, symbol)), taken straight from the source's
 arrays, and the very same ``panel_metrics`` / ``panel_median`` / ``scan_frame`` of
 ``scoring`` turn them into each night's frame.  Every reduction runs along the rows, so a
-column's figures never depend on its neighbours: the frames equal ``score_universe``'s to
-the bit (``tests/test_backtest_batch.py`` proves it night by night, and the whole backtest's
+column's figures never depend on its neighbours (one exception, handled: numpy sums a
+one-column panel pairwise, so a night whose universe has a single scored symbol is scored
+alone, as ``score_universe`` scores it): the frames equal ``score_universe``'s to the bit (``tests/test_backtest_batch.py`` proves it night by night, and the whole backtest's
 decisions identical, over the 2020 crash and two splits).
 
 Choices: the nights are scored in chunks of ``CHUNK`` (a wide panel of 32 nights x 500
@@ -130,23 +131,28 @@ class NightlyScans:
         medians = panel_median(dollars)
         out = {}
         for j, (night, (start, end, close)) in enumerate(zip(nights, per_night)):
-            cols = slice(j * width, (j + 1) * width)
-            out[night] = self._frame(night, start, end, close, {k: v[cols] for k, v in metrics.items()},
-                                     medians[cols])
+            keep = np.flatnonzero(self._in_universe[night] & (end > start))
+            cols = j * width + keep
+            m, dv = {k: v[cols] for k, v in metrics.items()}, medians[cols]
+            if len(keep) == 1:
+                # A one-column panel is contiguous along its rows, and numpy then sums them pairwise,
+                # not row by row: score it alone, as score_universe does, to agree to the bit.
+                m = panel_metrics(np.ascontiguousarray(closes[:, cols]), self._cfg.scoring)
+                dv = panel_median(np.ascontiguousarray(dollars[:, cols]))
+            out[night] = self._frame(night, keep, start, end, close, m, dv)
         return out
 
-    def _frame(self, night: dt.date, start: np.ndarray, end: np.ndarray, close: np.ndarray,
+    def _frame(self, night: dt.date, keep: np.ndarray, start: np.ndarray, end: np.ndarray, close: np.ndarray,
                metrics: dict[str, np.ndarray], dollar_volume: np.ndarray) -> NightScan:
-        """The night's scan frame over the universe's symbols that have a bar in the window."""
-        counts = (end - start).astype(np.int64)
-        keep = np.flatnonzero(self._in_universe[night] & (counts > 0))
+        """The night's scan frame over ``keep``: the universe's symbols that have a bar in the window
+        (``metrics`` and ``dollar_volume`` already cut to them)."""
+        counts = (end[keep] - start[keep]).astype(np.int64)
         last = end[keep] - 1
         last_day = self._day[last].astype(np.int64)
         symbols = pd.Index(self._symbols[self._codes[keep]], name="symbol", dtype=object)
         c = self._cfg
-        frame = scan_frame(symbols, counts[keep], close[last], last_day, dollar_volume[keep],
-                           {k: v[keep] for k, v in metrics.items()}, night, c.scoring, c.eligibility, c.buckets)
+        frame = scan_frame(symbols, counts, close[last], last_day, dollar_volume, metrics, night, c.scoring,
+                           c.eligibility, c.buckets)
         have = frozenset(symbols[last_day == (night - EPOCH).days])
         first = int(self._day[start[keep]].min()) if len(keep) else None
         return NightScan(frame, have, None if first is None else EPOCH + dt.timedelta(days=first))
-
