@@ -9,7 +9,8 @@ arrays, and the very same ``panel_metrics`` / ``panel_median`` / ``scan_frame`` 
 ``scoring`` turn them into each night's frame.  Every reduction runs along the rows, so a
 column's figures never depend on its neighbours (one exception, handled: numpy sums a
 one-column panel pairwise, so a night whose universe has a single scored symbol is scored
-alone, as ``score_universe`` scores it): the frames equal ``score_universe``'s to the bit (``tests/test_backtest_batch.py`` proves it night by night, and the whole backtest's
+alone, as ``score_universe`` scores it): the frames equal ``score_universe``'s to the bit
+(``tests/test_backtest_batch.py`` proves it night by night, and the whole backtest's
 decisions identical, over the 2020 crash and two splits).
 
 Choices: the nights are scored in chunks of ``CHUNK`` (a wide panel of 32 nights x 500
@@ -132,13 +133,14 @@ class NightlyScans:
         out = {}
         for j, (night, (start, end, close)) in enumerate(zip(nights, per_night)):
             keep = np.flatnonzero(self._in_universe[night] & (end > start))
-            cols = j * width + keep
-            m, dv = {k: v[cols] for k, v in metrics.items()}, medians[cols]
+            picked = j * width + keep
+            m: dict[str, np.ndarray] = {k: v[picked] for k, v in metrics.items()}
+            dv = medians[picked]
             if len(keep) == 1:
                 # A one-column panel is contiguous along its rows, and numpy then sums them pairwise,
                 # not row by row: score it alone, as score_universe does, to agree to the bit.
-                m = panel_metrics(np.ascontiguousarray(closes[:, cols]), self._cfg.scoring)
-                dv = panel_median(np.ascontiguousarray(dollars[:, cols]))
+                m = panel_metrics(np.ascontiguousarray(closes[:, picked]), self._cfg.scoring)
+                dv = panel_median(np.ascontiguousarray(dollars[:, picked]))
             out[night] = self._frame(night, keep, start, end, close, m, dv)
         return out
 
