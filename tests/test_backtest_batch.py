@@ -61,7 +61,7 @@ def test_each_nights_scan_is_score_universe_to_the_bit(cfg, source):
         got = batch.night(night)
         pd.testing.assert_frame_equal(got.frame, expected, check_exact=True)
         assert got.have_bar == set(bars.loc[bars["date"] == night, "symbol"])
-        assert got.first_bar == min(bars["date"])
+        assert got.first_bar == bars["date"].min()
     # the splits are in: ODFL's closes before 2020-03-25 are on the old basis until the ex-date
     before, after = D(2020, 3, 24), D(2020, 3, 25)
     assert batch.night(after).frame.loc["ODFL", "close"] == pytest.approx(
