@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 
 
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, build):
+    """``build()``, made once per test run and shared by every xdist worker (pytest-xdist's "run a fixture
+    once" recipe: a pickle in the run's temporary root, under a file lock); for session fixtures whose
+    value is data (a plan, a scan), never a live object."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent
+    path = root / f"once_per_run_{name}.pickle"
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        value = build()
+        path.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def sample_bars() -> pd.DataFrame:
     """The raw real bars of data/sample (symbol, date, open, high, low, close, volume)."""
@@ -20,26 +39,45 @@ def sample_bars() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def whole_sample_scan(sample_bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def whole_sample_scan(tmp_path_factory, worker_id) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(bars, scan): the whole sample as of the close of 2021-04-19, split-adjusted (prices before each
     ex-date divided by its ratio, volumes multiplied) and clamped to that session, and its scan with the
-    default scoring, eligibility and bucket settings.  Built once per session (~3 s); read, never changed."""
+    default scoring, eligibility and bucket settings.  Built once per run (~3 s), whichever worker needs it
+    first; read, never changed."""
+    return once_per_run(tmp_path_factory, worker_id, "whole_sample_scan", _whole_sample_scan)
+
+
+def _whole_sample_scan() -> tuple[pd.DataFrame, pd.DataFrame]:
     import datetime as dt
 
     from trading_system.config import BucketsConfig, EligibilityConfig, ScoringConfig
     from trading_system.prepare.scoring import score_universe
 
+    sample_bars = pd.read_parquet(SAMPLE / "bars.parquet")
     session = dt.date(2021, 4, 19)
     bars = sample_bars[sample_bars["date"] <= session].copy()
     bars["volume"] = bars["volume"].astype(float)
     splits = pd.read_csv(SAMPLE / "splits.csv")
     splits["date"] = pd.to_datetime(splits["date"]).dt.date
-    days = pd.to_datetime(bars["date"])  # one conversion: comparing Python dates row by row is slow
+    # Split by split, in the file's order, on plain arrays: each symbol's rows before the ex-date (the same
+    # divisions as `bars.loc[before, ...] /= ratio` split by split, without pandas' indexing per split).
+    days = pd.to_datetime(bars["date"]).to_numpy()
+    prices = bars[PRICES].to_numpy(dtype=float, copy=True)
+    volume = bars["volume"].to_numpy(dtype=float, copy=True)
+    rows_of = bars.groupby("symbol").indices   # symbol -> row positions
     for sp in splits[splits["date"] <= session].itertuples():
-        before = (bars["symbol"] == sp.symbol) & (days < pd.Timestamp(sp.date))
-        bars.loc[before, ["open", "high", "low", "close"]] /= sp.ratio
-        bars.loc[before, "volume"] *= sp.ratio
+        rows = rows_of.get(sp.symbol)
+        if rows is None:
+            continue
+        before = rows[days[rows] < pd.Timestamp(sp.date).to_datetime64()]
+        prices[before] /= sp.ratio
+        volume[before] *= sp.ratio
+    bars[PRICES] = prices
+    bars["volume"] = volume
     return bars, score_universe(bars, session, ScoringConfig(), EligibilityConfig(), BucketsConfig())
+
+
+PRICES = ["open", "high", "low", "close"]
 
 
 def write_config(folder: Path, extra: str = "") -> Path:
@@ -78,6 +116,16 @@ class Prep:
 @pytest.fixture
 def prep(workspace: Path) -> Prep:
     return Prep(workspace)
+
+
+@pytest.fixture(scope="session")
+def forks():
+    """The `prep` fork server (tests/fakes/prep_forkserver.py), one per test process, started on first use:
+    real, separate `prep` processes for the tests whose subject is not the interpreter's start-up."""
+    from fakes.prep_forkserver import ForkServer
+
+    with ForkServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

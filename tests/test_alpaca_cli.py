@@ -35,10 +35,10 @@ def alpaca_prep(tmp_path, validated_plan, monkeypatch):
         f.__exit__(None, None, None)
 
 
-def test_clean_run_archives_every_order_and_no_secret(tmp_path, validated_plan):
+def test_clean_run_archives_every_order_and_no_secret(tmp_path, validated_plan, forks):
     with make_fake(validated_plan) as fake:
         ws = alpaca_workspace(tmp_path / "ws", validated_plan)
-        r = run_prep(ws, prep_env(fake), "-v", "execute")
+        r = run_prep(ws, prep_env(fake), "-v", "execute", forks=forks)
         assert r.returncode == 0, r.stderr
         archive = json.loads(next((ws / "archived_trades").glob("*.json")).read_text())
         ex = archive["execution"]
@@ -111,19 +111,20 @@ def test_exit_code_says_the_targets_were_missed(alpaca_prep):
     assert f"did not reach its targets (rejected: {who['buys'][0]}" in " ".join(r.output.split())
 
 
-def test_two_runs_at_once_one_waits_for_the_lock(tmp_path, validated_plan):
-    # Fills 2.8 s after acceptance (under the 3 s fill wait): the first run holds the lock for
-    # ~5.6 s after its first order, time enough for a second process to start on a busy machine.
-    with make_fake(validated_plan, fill_delay=2.8) as fake:
+def test_two_runs_at_once_one_waits_for_the_lock(tmp_path, validated_plan, forks):
+    # Fills 1.5 s after acceptance (under the 3 s fill wait): the first run holds the lock for
+    # ~3 s after its first order, time enough for a second process to start on a busy machine (a child
+    # of the fork server is at the lock in ~0.4 CPU-s, not the ~1.5 of a fresh interpreter).
+    with make_fake(validated_plan, fill_delay=1.5) as fake:
         ws = alpaca_workspace(tmp_path / "ws", validated_plan)
         env = prep_env(fake)
-        first = start_prep(ws, env, "execute")
+        first = start_prep(ws, env, "execute", forks=forks)
         try:
             deadline = time.monotonic() + 60
             while not fake.orders and first.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)   # until the first run is inside its rebalance (it holds the lock)
             assert fake.orders, "the first run never sent an order"
-            second = run_prep(ws, env, "execute")
+            second = run_prep(ws, env, "execute", forks=forks)
             assert second.returncode == 1 and "another prep run holds" in second.stderr
         finally:
             out, err = first.communicate(timeout=60)

@@ -4,7 +4,8 @@ Paper or live is decided by what the run talks to: Alpaca's live host needs both
 ``ALPACA_PAPER=false`` and ``--live``, its paper host refuses them, and the account itself
 (paper account numbers start with ``PA``) must be the kind the switches name before any
 order.  The broker and CLI tests drive the real alpaca-py over HTTP against the loopback
-fake; the CLI runs as a subprocess.  Prices are the real 2021-04-20 opens of data/sample;
+fake; the CLI runs as a process of its own (a child of the fork server, conftest ``forks``).  Prices are
+the real 2021-04-20 opens of data/sample;
 accounts (and their numbers) are synthetic.
 """
 
@@ -117,30 +118,30 @@ def test_an_order_before_any_account_read_checks_the_account_first():
 
 
 @pytest.mark.parametrize("args", [("execute",), ("execute", "--dry-run")])
-def test_paper_switches_but_live_account_is_exit_2_nothing_sent(tmp_path, validated_plan, args):
+def test_paper_switches_but_live_account_is_exit_2_nothing_sent(tmp_path, validated_plan, forks, args):
     with make_fake(validated_plan, account_number=LIVE_NUMBER) as fake:
         ws = alpaca_workspace(tmp_path / "ws", validated_plan)
         plan_before = (ws / "pending_trades.json").read_bytes()
-        r = run_prep(ws, prep_env(fake), *args)
+        r = run_prep(ws, prep_env(fake), *args, forks=forks)
         assert r.returncode == 2, r.stdout + r.stderr
         assert_one_sentence(r.stderr, "prep execute: ")
         assert "live (real-money) Alpaca account" in r.stderr and "use paper keys" in r.stderr
         assert_nothing_sent(fake, ws, plan_before)
 
 
-def test_live_switches_but_paper_account_is_exit_2_nothing_sent(tmp_path, validated_plan):
+def test_live_switches_but_paper_account_is_exit_2_nothing_sent(tmp_path, validated_plan, forks):
     with make_fake(validated_plan) as fake:                    # the fake's default number: PA...
         assert fake.account_number.startswith("PA")
         ws = alpaca_workspace(tmp_path / "ws", validated_plan)
         plan_before = (ws / "pending_trades.json").read_bytes()
         env = prep_env(fake, ALPACA_PAPER="false")
-        r = run_prep(ws, env, "execute", "--live")
+        r = run_prep(ws, env, "execute", "--live", forks=forks)
         assert r.returncode == 2, r.stdout + r.stderr
         assert_one_sentence(r.stderr, "prep execute: ")
         assert "reach a paper account" in r.stderr and "use live keys" in r.stderr
         assert_nothing_sent(fake, ws, plan_before)
         # The same switches against a live-looking account go through: the check tells the kinds apart.
         fake.account_number = LIVE_NUMBER
-        r = run_prep(ws, env, "execute", "--live")
+        r = run_prep(ws, env, "execute", "--live", forks=forks)
         assert r.returncode == 0, r.stderr
         assert fake.counts["orders_post"] + fake.counts["close_position"] == len(fake.orders) == 4

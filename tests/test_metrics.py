@@ -3,7 +3,6 @@
 import datetime as dt
 import math
 
-import empyrical
 import pandas as pd
 import pytest
 
@@ -59,6 +58,8 @@ def test_metrics_agree_with_empyrical_on_real_closes(sample_bars, symbol, start,
     * CAGR: ours counts calendar years (days / 365.25), empyrical counts 252 sessions a year;
       with ``annualization`` set to sessions per calendar year of this curve they agree.
     """
+    import empyrical   # here, not at the top: only the worker that runs these tests pays its import (~0.7 s)
+
     f = sample_bars[(sample_bars.symbol == symbol) & (sample_bars.date >= start) & (sample_bars.date <= end)]
     curve = f.set_index("date")["close"]
     returns = metrics.daily_returns(curve)

@@ -3,10 +3,17 @@
 The plan must equal the one the sample source makes for the same --as-of (the fake serves
 the same real bars), cold, warm and under injected faults; every refusal is one sentence,
 the right exit code and no plan.
+
+A cold fill (276 grouped-daily requests, ~2.5 CPU-s) is made only by the tests about a fill: the
+cold night, the faults, the split learnt after the bars were stored, the watchlist backfill.  Tests
+about a later night (the warm night, the free plan's D+1 rule and morning prices, a morning without
+a price source) start from a copy of the store a paid key filled on the evening of 2021-04-16
+(``filled``, made once per module): what a real workspace has the day after its first night.
 """
 
 import datetime as dt
 import json
+import shutil
 
 import pytest
 
@@ -20,8 +27,8 @@ FAST = ("polygon:\n  plan: {plan}\n  requests_per_minute: 600000\n  backoff_seco
         "  max_backoff_seconds: 0.05\n  max_retries: 3\n  timeout_seconds: 0.5\n")
 
 
-@pytest.fixture(autouse=True)
-def clean(fake, monkeypatch):
+def reset(fake, monkeypatch):
+    """The fake without faults, requests or knobs set; the Polygon key and URL set, no Alpaca keys."""
     fake.faults.clear()
     fake.requests.clear()
     fake.published_through = fake.history_from = fake.splits_known_through = None
@@ -30,6 +37,11 @@ def clean(fake, monkeypatch):
     monkeypatch.setenv("POLYGON_BASE_URL", fake.url)
     for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "ALPACA_DATA_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def clean(fake, monkeypatch):
+    reset(fake, monkeypatch)
 
 
 def polygon_workspace(folder, plan="paid", universe=""):
@@ -59,6 +71,33 @@ def reference(tmp_path_factory):
             plans[MORNING] = p.plan()
             plans["scan"] = json.loads((folder / "data" / "scan_results.json").read_text())
     return plans
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, fake, reference):
+    """The workspace of a paid key after its first night, 2021-04-16: a cold fill of the sessions back to
+    2020-03-16 (its splits and ticker types too), and the plan of that evening (checked against the sample
+    source's).  Made once per module; ``from_filled`` copies it."""
+    folder = tmp_path_factory.mktemp("filled")
+    with pytest.MonkeyPatch.context() as mp:
+        reset(fake, mp)
+        p = polygon_workspace(folder)
+        r = p("--as-of", "2021-04-16T20:00", "prepare")
+        assert r.exit_code == 0, r.output
+        assert fake.count("/grouped/") == sessions_read(dt.date(2021, 4, 16))   # cold: every session once
+        assert decided(p.plan()) == decided(reference["2021-04-16T20:00"])
+        fake.requests.clear()
+    return folder
+
+
+def from_filled(filled, folder, plan="paid", universe="", whole=False):
+    """A workspace in ``folder`` whose store is a copy of ``filled``'s (sessions through 2021-04-16);
+    ``whole``: its plan, data/ and logs too (the same workspace, the next night)."""
+    if whole:
+        shutil.copytree(filled, folder, dirs_exist_ok=True)
+    else:
+        shutil.copytree(filled / "store", folder / "store", dirs_exist_ok=True)
+    return polygon_workspace(folder, plan=plan, universe=universe)
 
 
 def decided(plan: dict) -> dict:
@@ -106,10 +145,9 @@ def test_cold_prepare_and_validate_equal_the_sample(poly, fake, reference):
 
 
 @pytest.mark.slow
-def test_warm_night_fetches_only_the_new_session(poly, fake, reference):
-    assert poly("--as-of", "2021-04-16T20:00", "prepare").exit_code == 0
+def test_warm_night_fetches_only_the_new_session(tmp_path, filled, fake, reference):
+    poly = from_filled(filled, tmp_path, whole=True)   # the night of 2021-04-16 was cold (see ``filled``)
     assert decided(poly.plan()) == decided(reference["2021-04-16T20:00"])
-    fake.requests.clear()
     r = poly("--as-of", EVENING, "prepare")
     assert r.exit_code == 0, r.output
     # The bars: one grouped daily and the splits (the regime's index bars are asked apart, once each).
@@ -156,25 +194,26 @@ def test_stale_data_is_refused_naming_the_session(poly, fake):
 
 
 @pytest.mark.slow
-def test_free_plan_never_asks_for_today_and_works_after_midnight(tmp_path, fake, reference):
-    free = polygon_workspace(tmp_path, plan="free")
+def test_free_plan_never_asks_for_today_and_works_after_midnight(tmp_path, filled, fake, reference):
+    free = polygon_workspace(tmp_path, plan="free")   # an empty store: refused before any request
     r = free("--as-of", EVENING, "prepare")
     assert r.exit_code == 1 and "session 2021-04-19 are not published yet" in r.output and "D+1" in r.output
     assert fake.requests == [] and not (tmp_path / "pending_trades.json").exists()
+    free = from_filled(filled, tmp_path, plan="free")   # after midnight: 2021-04-19 is asked for
     r = free("--as-of", "2021-04-20T00:30", "prepare")
     assert r.exit_code == 0, r.output
     plan = free.plan()
     assert plan["plan_id"] == reference[EVENING]["plan_id"] and plan["strategies"] == reference[EVENING]["strategies"]
-    assert fake.count("/v2/snapshot/") == 0
+    assert fake.count("/v2/snapshot/") == 0 and fake.count("/grouped/locale/us/market/stocks/2021-04-19", 200) == 1
 
 
 @pytest.mark.slow
-def test_free_plan_prices_come_from_alpaca(tmp_path, fake, alpaca, reference, monkeypatch):
+def test_free_plan_prices_come_from_alpaca(tmp_path, filled, fake, alpaca, reference, monkeypatch):
     monkeypatch.setenv("ALPACA_API_KEY", alpaca.key)
     monkeypatch.setenv("ALPACA_SECRET_KEY", alpaca.secret)
     monkeypatch.setenv("ALPACA_DATA_BASE_URL", alpaca.url)
     alpaca.session = TARGET
-    free = polygon_workspace(tmp_path, plan="free")
+    free = from_filled(filled, tmp_path, plan="free")
     assert free("--as-of", "2021-04-20T00:30", "prepare").exit_code == 0
     r = free("--as-of", MORNING, "validate")
     assert r.exit_code == 0, r.output
@@ -187,8 +226,9 @@ def test_free_plan_prices_come_from_alpaca(tmp_path, fake, alpaca, reference, mo
 
 
 @pytest.mark.slow
-def test_without_any_price_source_validate_stops_and_nothing_is_selected(poly, fake):
+def test_without_any_price_source_validate_stops_and_nothing_is_selected(tmp_path, filled, fake):
     """Issue 8 item 2: no source answering is a data failure, never "reject every pick -> BUY_HOLD"."""
+    poly = from_filled(filled, tmp_path)
     fake.snapshot_entitled = False  # and no Alpaca keys
     assert poly("--as-of", EVENING, "prepare").exit_code == 0
     before = (poly.folder / "pending_trades.json").read_text()
@@ -273,11 +313,11 @@ def test_universe_on_the_sample_source_notes_the_skipped_type_filter(tmp_path, f
 
 
 @pytest.mark.slow
-def test_a_data_failure_at_0900_is_not_a_liquidation(tmp_path, fake, alpaca, monkeypatch):
+def test_a_data_failure_at_0900_is_not_a_liquidation(tmp_path, filled, fake, alpaca, monkeypatch):
     """Issue 8 item 2: over validation.max_unpriced_fraction of the picks unpriced -> exit 1, plan
     left unvalidated; under it, the unpriced few are rejected with the reason and the rest trade.
     The evening warns when the morning will have no price source."""
-    free = polygon_workspace(tmp_path, plan="free")
+    free = from_filled(filled, tmp_path, plan="free")
     r = free("--as-of", "2021-04-20T00:30", "prepare")
     assert r.exit_code == 0 and "warning:" in r.output and "ALPACA_API_KEY" in r.output
     monkeypatch.setenv("ALPACA_API_KEY", alpaca.key)

@@ -207,16 +207,18 @@ def test_a_host_that_answers_keeps_its_retry_budget(fake, kind, last):
 
 
 def test_the_backtest_prints_a_line_per_tenth_when_not_a_terminal(tmp_path):
+    """13 sessions (2021-04-01..20, Good Friday out): enough for a line per tenth, each a different count."""
     write_config(tmp_path)
-    result = Prep(tmp_path)("--as-of", "2021-04-21T20:00", "backtest", "--start", "2021-03-01", "--end",
+    result = Prep(tmp_path)("--as-of", "2021-04-21T20:00", "backtest", "--start", "2021-04-01", "--end",
                             "2021-04-20", "--out", str(tmp_path / "reports"))
     assert result.exit_code == 0, result.output
-    total = len(sessions.sessions_between(dt.date(2021, 3, 1), dt.date(2021, 4, 20)))
+    total = len(sessions.sessions_between(dt.date(2021, 4, 1), dt.date(2021, 4, 20)))
+    assert total == 13
     lines = progress_lines(result.stdout, "backtest")
     assert_tenths(lines, total)
     assert all(re.search(r"\), session 2021-\d\d-\d\d, .+ elapsed, ", m.string) for m in lines)
     assert all("ETA" in m.string for m in lines[:-1])
-    assert f"backtest: {total} sessions to go (2021-03-01 to 2021-04-20)" in result.stdout
+    assert f"backtest: {total} sessions to go (2021-04-01 to 2021-04-20)" in result.stdout
     log = (tmp_path / "logs" / "pre_market_prep.log").read_text()
     assert all(m.string in log for m in lines)
 

@@ -2,17 +2,43 @@
 
 import datetime as dt
 import json
+import shutil
+from pathlib import Path
 
 import pytest
+
+from conftest import Prep, write_config
 
 D = dt.date
 
 
+_CYCLED: dict[tuple[str, str], Path] = {}   # (evening, morning) -> a workspace that ran that night, this module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cycled_nights(tmp_path_factory):
+    """Each night's cycle runs once per module (``cycle``); the tests read copies of its workspace."""
+    _CYCLED.clear()
+    _CYCLED["folder"] = tmp_path_factory.mktemp("cycled")
+    yield
+    _CYCLED.clear()
+
+
 def cycle(prep, evening: str, morning: str):
-    for as_of, cmd in ((f"{evening}T20:00", "prepare"), (f"{morning}T09:00", "validate"),
-                       (f"{morning}T09:31", "execute")):
-        r = prep("--as-of", as_of, cmd)
-        assert r.exit_code == 0, r.output
+    """The real nightly cycle (prepare D 20:00, validate D+1 09:00, execute D+1 09:31) in a fresh workspace,
+    run once per night and module; ``prep``'s empty workspace gets a copy of its files."""
+    assert not (prep.folder / "archived_trades").exists() and not (prep.folder / "pending_trades.json").exists()
+    if (evening, morning) not in _CYCLED:
+        folder = _CYCLED["folder"] / f"{evening}_{morning}"
+        folder.mkdir()
+        write_config(folder)
+        once = Prep(folder)
+        for as_of, cmd in ((f"{evening}T20:00", "prepare"), (f"{morning}T09:00", "validate"),
+                           (f"{morning}T09:31", "execute")):
+            r = once("--as-of", as_of, cmd)
+            assert r.exit_code == 0, r.output
+        _CYCLED[(evening, morning)] = folder
+    shutil.copytree(_CYCLED[(evening, morning)], prep.folder, dirs_exist_ok=True)
 
 
 def basket(sample_bars, weights: dict, entry: D, exit_: D) -> float:

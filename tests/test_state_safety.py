@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE, Prep, write_config
-from fakes.alpaca_workspace import alpaca_workspace, make_fake, prep_env, run_prep, starting_account  # noqa: F401
+from fakes.alpaca_workspace import (alpaca_workspace, make_fake, prep_env, run_prep, start_prep,  # noqa: F401
+                                    starting_account)
 from fakes.alpaca_workspace import validated_plan  # noqa: F401  (session fixture)
 
 EVENING, MORNING, OPEN = "2021-04-19T20:00", "2021-04-20T09:00", "2021-04-20T09:31"
@@ -148,20 +149,20 @@ def test_prepare_during_market_hours_is_refused_unless_forced(prep):
 
 # --- item 8: a transient broker error keeps the plan for a rerun ------------------------------
 
-def test_a_transient_broker_error_keeps_the_plan_and_a_rerun_finishes(tmp_path, validated_plan):
+def test_a_transient_broker_error_keeps_the_plan_and_a_rerun_finishes(tmp_path, validated_plan, forks):
     with make_fake(validated_plan) as fake:
         _, _, who = starting_account(validated_plan, fake.prices)
         fake.fault("orders_post", 500, times=3, symbol=who["trim"])   # three 500s: every send of the trim
         ws = alpaca_workspace(tmp_path / "ws", validated_plan)
-        first = run_prep(ws, prep_env(fake), "execute")
+        first = run_prep(ws, prep_env(fake), "execute", forks=forks)
         assert first.returncode == 1, first.stderr
         assert "did not reach its targets" in first.stderr and "Traceback" not in first.stderr
         assert "the plan is kept: run 'prep execute' again" in " ".join(first.stderr.split())
         assert (ws / "pending_trades.json").exists()
         assert list(archives(ws).values()) == ["incomplete"]
-        again = run_prep(ws, prep_env(fake), "--as-of", MORNING, "validate")   # a new choice could undo run 1
+        again = run_prep(ws, prep_env(fake), "--as-of", MORNING, "validate", forks=forks)   # a new choice could undo run 1
         assert again.returncode == 2 and "orders were already sent" in again.stderr
-        second = run_prep(ws, prep_env(fake), "execute")
+        second = run_prep(ws, prep_env(fake), "execute", forks=forks)
         assert second.returncode == 0, second.stdout + second.stderr
         assert not (ws / "pending_trades.json").exists()
         assert sorted(archives(ws).values()) == ["executed", "incomplete"]
@@ -201,22 +202,17 @@ def test_a_dry_run_never_reaches_the_real_broker_and_no_buy_goes_out_after_the_c
     assert {s for s, _, why in late.skipped if "market closed" in why} == {"AAPL", "MSFT"}
 
 
-def test_prepare_and_validate_at_once_never_drop_a_validation(tmp_path):
+def test_prepare_and_validate_at_once_never_drop_a_validation(tmp_path, forks):
     """Item 7, concurrently: whichever takes the plan lock first, a validation that reported
-    success is still in the plan afterwards (prepare refuses it, or validate ran on the new plan)."""
-    import subprocess
-    import sys
-
+    success is still in the plan afterwards (prepare refuses it, or validate ran on the new plan).
+    Two `prep` processes of their own (children of the fork server, see conftest ``forks``)."""
     write_config(tmp_path)
     prep = Prep(tmp_path)
     assert prep("--as-of", EVENING, "prepare").exit_code == 0
-    base = [sys.executable, "-m", "trading_system.cli", "--config", str(tmp_path / "config.yaml")]
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("ALPACA_", "PREP_"))}
+    env = prep_env(None)
     for _ in range(2):
-        procs = [subprocess.Popen(base + ["--as-of", MORNING, "validate"], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True),
-                 subprocess.Popen(base + ["--as-of", "2021-04-20T06:00", "prepare"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+        procs = [start_prep(tmp_path, env, "--as-of", MORNING, "validate", forks=forks),
+                 start_prep(tmp_path, env, "--as-of", "2021-04-20T06:00", "prepare", forks=forks)]
         (v_out, v_err), (p_out, p_err) = (p.communicate(timeout=120) for p in procs)
         validated_ok, prepared_ok = procs[0].returncode == 0, procs[1].returncode == 0
         plan = prep.plan()

@@ -151,7 +151,7 @@ def test_a_stopped_sweep_runs_only_the_missing_trials(cfg, local, tmp_path):
     text = report0.trials_file.read_text().splitlines(keepends=True)
     # what a sweep killed during its third write leaves: two whole lines and the start of a third
     (folder / "trials.jsonl").write_text(text[0] + text[1] + text[2][: len(text[2]) // 2])
-    report, printed = run(cfg, tmp_path)
+    report, printed = run(cfg, tmp_path, jobs=1)   # one pool worker: what is resumed does not depend on how many
     assert report.sweep_id == report0.sweep_id
     assert (report.ran, report.reused, report.total) == (2, 2, 4)
     after = (folder / "trials.jsonl").read_text().splitlines()
@@ -203,7 +203,7 @@ def test_a_sweep_killed_mid_run_resumes_with_the_missing_trials(cfg, shared, loc
     assert 2 <= len(kept) < 4 and all(r["status"] == "ok" for r in kept)
     worker = int(kept[0]["worker"].split(":")[1])
     _until(lambda: not Path(f"/proc/{worker}").exists(), 10, "the pool worker to leave with its sweep")
-    report, _ = run(cfg, tmp_path)
+    report, _ = run(cfg, tmp_path, jobs=1)
     assert (report.ran, report.reused) == (4 - len(kept), len(kept))
     assert sorted(map(result, lines(trials)), key=lambda r: r["key"]) == sorted(map(result, records),
                                                                                key=lambda r: r["key"])

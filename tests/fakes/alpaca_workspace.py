@@ -10,6 +10,7 @@ largest name, held at 1.5 times its target) and two buys (two names not held).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import subprocess
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE, Prep, write_config
+from conftest import SAMPLE, Prep, once_per_run, write_config
 from fakes.alpaca_server import FakeAlpaca, ET
+from fakes.prep_forkserver import ForkServer, Forked
 
 SESSION = dt.date(2021, 4, 20)
 EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"
@@ -42,7 +44,13 @@ execution:
 
 
 def sample_prices() -> dict[str, float]:
-    """Raw (as-traded) opens of 2021-04-20 for every symbol of data/sample, dollars."""
+    """Raw (as-traded) opens of 2021-04-20 for every symbol of data/sample, dollars (a fresh dict each
+    call, read from disk once per process: every fake of a test session starts from the same prices)."""
+    return dict(_sample_prices())
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_prices() -> dict[str, float]:
     from trading_system.marketdata.store import BarStore
 
     bars = BarStore(SAMPLE).session_bars(SESSION)
@@ -50,15 +58,19 @@ def sample_prices() -> dict[str, float]:
 
 
 @pytest.fixture(scope="session")
-def validated_plan(tmp_path_factory) -> dict:
-    """pending_trades.json validated for 2021-04-20 (prepared and validated by the real CLI)."""
-    folder = tmp_path_factory.mktemp("plan")
-    write_config(folder)
-    prep = Prep(folder)
-    for as_of, cmd in ((EVENING, "prepare"), (MORNING, "validate")):
-        r = prep("--as-of", as_of, cmd)
-        assert r.exit_code == 0, r.output
-    return prep.plan()
+def validated_plan(tmp_path_factory, worker_id) -> dict:
+    """pending_trades.json validated for 2021-04-20 (prepared and validated by the real CLI), made once
+    per test run (conftest ``once_per_run``)."""
+    def build() -> dict:
+        folder = tmp_path_factory.mktemp("plan")
+        write_config(folder)
+        prep = Prep(folder)
+        for as_of, cmd in ((EVENING, "prepare"), (MORNING, "validate")):
+            r = prep("--as-of", as_of, cmd)
+            assert r.exit_code == 0, r.output
+        return prep.plan()
+
+    return once_per_run(tmp_path_factory, worker_id, "validated_plan", build)
 
 
 def weights_of(plan: dict) -> dict[str, float]:
@@ -104,13 +116,23 @@ def prep_env(fake: FakeAlpaca | None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_prep(folder: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real `prep` console entry point in a subprocess (bounded by ``timeout`` s)."""
+def run_prep(folder: Path, env: dict[str, str], *args: str, timeout: float = 120,
+             forks: ForkServer | None = None) -> subprocess.CompletedProcess:
+    """Run the real `prep` console entry point (``python -m trading_system.cli``) in a process of its own
+    (bounded by ``timeout`` s): a fresh interpreter, or a child of the fork server ``forks`` if given
+    (see fakes/prep_forkserver.py: the same entry point, without paying the imports)."""
+    if forks is not None:
+        return forks.run(["-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args], folder, env,
+                         timeout=timeout)
     cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args]
     return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def start_prep(folder: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+def start_prep(folder: Path, env: dict[str, str], *args: str,
+               forks: ForkServer | None = None) -> subprocess.Popen | Forked:
+    """``run_prep`` without waiting: a Popen (or the fork server's ``Forked``, used the same way)."""
+    if forks is not None:
+        return forks.start(["-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args], folder, env)
     cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args]
     return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

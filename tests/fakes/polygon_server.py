@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import socket
 import threading
@@ -161,6 +162,52 @@ class LoopbackServer:
         raise NotImplementedError
 
 
+def _tables(bars: pd.DataFrame | None, replicas: int) -> dict:
+    """The fake's tables: raw and split-adjusted bars (whole, by date, by symbol), splits, ticker reference,
+    context bars by symbol and earnings rows, from ``bars`` (default: data/sample) with ``replicas``."""
+    raw = bars if bars is not None else pd.read_parquet(SAMPLE / "bars.parquet")
+    splits = pd.read_csv(SAMPLE / "splits.csv", dtype={"symbol": str})
+    splits["date"] = pd.to_datetime(splits["date"]).dt.date
+    names = pd.read_csv(SAMPLE / "constituents.csv", dtype=str)
+    ref = [{"ticker": s, "name": n, "type": "CS"} for s, n in zip(names["symbol"], names["name"])]
+    ref += [{"ticker": "SPY", "name": "SPDR S&P 500 ETF Trust", "type": "ETF"},
+            {"ticker": "QQQ", "name": "Invesco QQQ Trust, Series 1", "type": "ETF"}]
+    if replicas:  # synthetic names over real bars: benchmark only
+        raw = pd.concat([raw] + [raw.assign(symbol=raw["symbol"] + f"_syn{i}") for i in range(1, replicas + 1)],
+                        ignore_index=True)
+        splits = pd.concat([splits] + [splits.assign(symbol=splits["symbol"] + f"_syn{i}")
+                                       for i in range(1, replicas + 1)], ignore_index=True)
+        ref += [{**r, "ticker": f"{r['ticker']}_syn{i}"} for i in range(1, replicas + 1) for r in list(ref)]
+    adjusted = split_adjust(raw, splits, dt.date(2100, 1, 1))
+    by_symbol = {s: g for s, g in raw.groupby("symbol")}
+    context = pd.read_parquet(SAMPLE / "market_context.parquet")
+    earnings = pd.read_csv(SAMPLE / "earnings.csv", dtype=str)
+    return {"raw": raw, "splits": splits, "reference": sorted(ref, key=lambda r: r["ticker"]), "adjusted": adjusted,
+            "by_date": {d: g for d, g in raw.groupby("date")},
+            "adj_by_date": {d: g for d, g in adjusted.groupby("date")}, "by_symbol": by_symbol,
+            "context": {s: g for s, g in context.groupby("symbol") if str(s).startswith("I:") or s not in by_symbol},
+            "earnings": sorted(zip(earnings["date"], earnings["symbol"]))}
+
+
+@functools.lru_cache(maxsize=2)
+def _sample_tables(replicas: int) -> dict:
+    """The sample's tables, built once per process, with ``grouped``: their encoded grouped-daily answers."""
+    return {**_tables(None, replicas), "grouped": {}}
+
+
+def _grouped_answer(day: dt.date, raw: bool, rows: pd.DataFrame | None) -> bytes:
+    """The grouped-daily body (JSON) of ``rows``, the bars of ``day``: raw or split-adjusted as ``raw`` says."""
+    head: dict = {"adjusted": not raw, "queryCount": 0, "resultsCount": 0, "status": "OK"}
+    if rows is None or not len(rows):  # holidays, weekends, outside the data: no "results" at all (A1/A2)
+        return json.dumps(head).encode()
+    t = _ms(day, 16)
+    results = [{"T": s, "o": o, "h": hi, "l": lo, "c": c, "v": float(v), "t": t}
+               for s, o, hi, lo, c, v in zip(rows["symbol"].tolist(), rows["open"].tolist(), rows["high"].tolist(),
+                                              rows["low"].tolist(), rows["close"].tolist(), rows["volume"].tolist())]
+    head["queryCount"] = head["resultsCount"] = len(results)
+    return json.dumps({**head, "results": results}).encode()
+
+
 class PolygonFake(LoopbackServer):
     """Polygon over the sample bars.  Knobs:
 
@@ -179,24 +226,14 @@ class PolygonFake(LoopbackServer):
     def __init__(self, key: str = "test-key", replicas: int = 0, bars: pd.DataFrame | None = None):
         super().__init__()
         self.key = key
-        raw = bars if bars is not None else pd.read_parquet(SAMPLE / "bars.parquet")
-        splits = pd.read_csv(SAMPLE / "splits.csv", dtype={"symbol": str})
-        splits["date"] = pd.to_datetime(splits["date"]).dt.date
-        names = pd.read_csv(SAMPLE / "constituents.csv", dtype=str)
-        ref = [{"ticker": s, "name": n, "type": "CS"} for s, n in zip(names["symbol"], names["name"])]
-        ref += [{"ticker": "SPY", "name": "SPDR S&P 500 ETF Trust", "type": "ETF"},
-                {"ticker": "QQQ", "name": "Invesco QQQ Trust, Series 1", "type": "ETF"}]
-        if replicas:  # synthetic names over real bars: benchmark only
-            raw = pd.concat([raw] + [raw.assign(symbol=raw["symbol"] + f"_syn{i}") for i in range(1, replicas + 1)],
-                            ignore_index=True)
-            splits = pd.concat([splits] + [splits.assign(symbol=splits["symbol"] + f"_syn{i}")
-                                           for i in range(1, replicas + 1)], ignore_index=True)
-            ref += [{**r, "ticker": f"{r['ticker']}_syn{i}"} for i in range(1, replicas + 1) for r in list(ref)]
-        self.raw, self.splits, self.reference = raw, splits, sorted(ref, key=lambda r: r["ticker"])
-        self.adjusted = split_adjust(raw, splits, dt.date(2100, 1, 1))
-        self._by_date = {d: g for d, g in raw.groupby("date")}
-        self._adj_by_date = {d: g for d, g in self.adjusted.groupby("date")}
-        self._by_symbol = {s: g for s, g in raw.groupby("symbol")}
+        # The tables the answers are cut from: built once per process for the bundled sample (read-only,
+        # shared by every fake of a test run; each fake has its own dicts, so a test may swap one).
+        t = _sample_tables(replicas) if bars is None else _tables(bars, replicas)
+        self._tables = t if bars is None else None
+        self.raw, self.splits, self.reference, self.adjusted = t["raw"], t["splits"], t["reference"], t["adjusted"]
+        self._by_date, self._adj_by_date = dict(t["by_date"]), dict(t["adj_by_date"])
+        self._by_symbol, self._context = dict(t["by_symbol"]), dict(t["context"])
+        self.earnings = list(t["earnings"])  # (date text, ticker)
         self.published_through: dt.date | None = None
         self.history_from: dt.date | None = None
         self.snapshot_entitled = True
@@ -205,11 +242,6 @@ class PolygonFake(LoopbackServer):
         self.page_size = 1000
         self.splits_known_through: dt.date | None = None
         self._grouped_cache: dict = {}
-        context = pd.read_parquet(SAMPLE / "market_context.parquet")
-        self._context = {s: g for s, g in context.groupby("symbol")
-                         if str(s).startswith("I:") or s not in self._by_symbol}
-        earnings = pd.read_csv(SAMPLE / "earnings.csv", dtype=str)
-        self.earnings = sorted(zip(earnings["date"], earnings["symbol"]))  # (date text, ticker)
         self.earnings_entitled = True
         self.earnings_times: dict[tuple[str, str], str] = {}
 
@@ -252,15 +284,16 @@ class PolygonFake(LoopbackServer):
         raw = query.get("adjusted", "true").lower() == "false"
         key = (day, raw)
         if key not in self._grouped_cache:  # encoded once per fake: the answers never change
-            rows = (self._by_date if raw else self._adj_by_date).get(day)
-            head = {"adjusted": not raw, "queryCount": 0, "resultsCount": 0, "status": "OK"}
-            if rows is not None and len(rows):
-                table = pd.DataFrame({"T": rows["symbol"], "o": rows["open"], "h": rows["high"], "l": rows["low"],
-                                      "c": rows["close"], "v": rows["volume"].astype(float), "t": _ms(day, 16)})
-                head["queryCount"] = head["resultsCount"] = len(table)
-                self._grouped_cache[key] = json.dumps({**head, "results": table.to_dict("records")}).encode()
-            else:  # holidays, weekends, outside the data: no "results" at all (A1/A2)
-                self._grouped_cache[key] = json.dumps(head).encode()
+            name = "by_date" if raw else "adj_by_date"
+            rows = getattr(self, "_" + name).get(day)
+            if self._tables is not None and rows is self._tables[name].get(day):
+                # the sample's own rows (no test swapped them): encoded once per process, for every fake
+                shared = self._tables["grouped"]
+                if key not in shared:
+                    shared[key] = _grouped_answer(day, raw, rows)
+                self._grouped_cache[key] = shared[key]
+            else:
+                self._grouped_cache[key] = _grouped_answer(day, raw, rows)
         return 200, self._grouped_cache[key], {}
 
     def _aggs(self, ticker: str, start: str, end: str, query: dict):
