@@ -43,11 +43,12 @@ def source():
 
 @pytest.fixture(scope="module")
 def both(cfg, source):
-    """(nightly, batch): the same backtest with every twin, once per engine."""
+    """(nightly, batch, batch with 2 worker processes): the same backtest with every twin."""
     twins = {"gate_off_twin": True, "regime_off_twin": True, "events_off_twin": True}
     nightly = run_backtest(cfg, START, END, source=source, engine="nightly", **twins)
     batch = run_backtest(cfg, START, END, source=source, engine="batch", **twins)
-    return nightly, batch
+    workers = run_backtest(cfg, START, END, source=source, engine="batch", workers=2, **twins)
+    return nightly, batch, workers
 
 
 def test_each_nights_scan_is_score_universe_to_the_bit(cfg, source):
@@ -85,8 +86,9 @@ def test_a_one_symbol_universe_is_scored_as_the_nightly_scan_scores_it(tmp_path,
         pd.testing.assert_frame_equal(batch.night(night).frame, expected, check_exact=True)
 
 
-def test_every_decision_order_and_mark_is_the_nightly_engines(both):
-    nightly, batch = both
+@pytest.mark.parametrize("which", [1, 2], ids=["in-process", "2 workers"])
+def test_every_decision_order_and_mark_is_the_nightly_engines(both, which):
+    nightly, batch = both[0], both[which]
     assert nightly.engine == "nightly" and batch.engine == "batch"
     assert len(batch.nights) == len(nightly.nights) == 62
     for n, b in zip(nightly.nights, batch.nights):
@@ -99,7 +101,7 @@ def test_every_decision_order_and_mark_is_the_nightly_engines(both):
 
 def test_the_window_exercises_what_it_claims(both):
     """The comparison above bites: regimes change, gates act, twins differ, orders fill."""
-    nightly, _ = both
+    nightly = both[0]
     assert {n.regime for n in nightly.nights} >= {"RISK_ON", "NEUTRAL", "RISK_OFF"}
     assert sum(bool(n.earnings_removed) for n in nightly.nights) >= 10
     assert len({n.plan_id for n in nightly.nights}) == 62
@@ -118,6 +120,19 @@ def test_scanners_fall_back_to_the_nightly_engine(tmp_path, source):
     result = run_backtest(cfg, D(2021, 4, 19), D(2021, 4, 20), source=source)
     assert result.engine.startswith("nightly (scanners are configured")
     assert len(result.nights) == 2
+
+
+def test_a_failing_night_on_a_worker_is_raised_in_its_turn(cfg, source):
+    """The sample's bars start on 2019-01-02: the scans of January 2019 have too little history, so the
+    worker's TooLittleHistory comes back whole (its first usable night) and is raised before any session."""
+    from trading_system.prepare.run import TooLittleHistory
+
+    with pytest.raises(TooLittleHistory) as caught:
+        run_backtest(cfg, D(2019, 1, 7), D(2019, 3, 29), source=source, workers=2)
+    assert caught.value.first_usable == D(2019, 3, 29)   # the 61st session from 2019-01-02
+    with pytest.raises(TooLittleHistory) as same:
+        run_backtest(cfg, D(2019, 1, 7), D(2019, 3, 29), source=source, workers=0)
+    assert (str(same.value), same.value.first_usable) == (str(caught.value), caught.value.first_usable)
 
 
 def test_an_unknown_engine_is_refused(cfg, source):

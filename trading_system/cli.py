@@ -236,14 +236,17 @@ def status(state: _State, live: bool) -> None:
 @click.option("--engine", type=click.Choice(["batch", "nightly"]), default="batch", show_default=True,
               help="batch: the decisions in memory, every night's scan in one pass (the same decisions, proven by "
                    "tests); nightly: the cron path's prepare/validate/execute with their files, night by night.")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes the batch engine computes the evenings on ahead (default: the core count, at most "
+                   "4; 0: none). The decisions do not depend on it.")
 @click.pass_obj
-def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_events, out, engine) -> None:
+def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_events, out, engine, workers) -> None:
     """Replay prepare, validate and execute over every session, against BUY_HOLD."""
     from trading_system.review.backtest_report import backtest_command
 
     _run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
                                                                 bars, splits, no_gate, out, no_regime=no_regime,
-                                                                no_events=no_events, engine=engine))
+                                                                no_events=no_events, engine=engine, workers=workers))
 
 
 @main.command()

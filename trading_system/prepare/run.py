@@ -256,6 +256,9 @@ class TooLittleHistory(DataError):
         super().__init__(message)
         self.first_usable = first_usable
 
+    def __reduce__(self):  # pickled whole when it comes back from a backtest's worker process
+        return (self.__class__, (str(self), self.first_usable))
+
 
 def first_usable_night(first_bar: dt.date, lookback: int) -> dt.date:
     """The first session whose scan can score a symbol whose bars start on ``first_bar``: the

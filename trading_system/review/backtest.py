@@ -40,6 +40,7 @@ ranges: a simulation holds no money).  ``benchmarks/bench_backtest.py`` times bo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import tempfile
@@ -78,6 +79,7 @@ from trading_system.review.backtest_result import (  # noqa: F401 (re-exported: 
     BacktestResult,
     Night,
 )
+from trading_system.review.backtest_workers import EveningWorkers, can_fork
 from trading_system.state.plan import Plan, load_plan, save_plan
 from trading_system.validate.run import run_validate
 
@@ -146,7 +148,7 @@ def _check_coverage(source: CachedSource, first_scan: dt.date, last: dt.date, be
 def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource | None = None,
                  gate_off_twin: bool = False, on_step: Step | None = None,
                  workdir: Path | None = None, regime_off_twin: bool = False,
-                 events_off_twin: bool = False, engine: str = "batch") -> BacktestResult:
+                 events_off_twin: bool = False, engine: str = "batch", workers: int = 0) -> BacktestResult:
     """Replay prepare -> validate -> execute for every session in [start, end].
 
     Requires: bars (and splits) from the session before ``start`` to ``end`` in ``source``
@@ -159,6 +161,8 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
     ``gate_off_twin`` / ``regime_off_twin`` / ``events_off_twin`` add NO_GATE / NO_REGIME / NO_EVENTS.
     ``engine``: ``batch`` (default; the nightly engine instead when ``backtest_batch.unsupported``
     says why, and ``result.engine`` says so) or ``nightly``: the same decisions either way.
+    ``workers``: processes the batch engine computes the evenings on ahead (0: none, in this
+    process; a sweep's trial, already on a worker, passes 0); the decisions do not depend on it.
     Sets: a ``BacktestResult`` with equity curves of SYSTEM, the twins asked for and BUY_HOLD in dollars.
 
     Raises:
@@ -184,7 +188,8 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
                                        (NO_EVENTS, events_off_twin)) if on]
         replay = _replay_context(cfg, workdir, twins, source, benchmarks, days[0],
                                  on_step or (lambda *a: None), len(days))
-        nights = (_batch if used == "batch" else _nightly)(replay, first_scan, days)
+        nights = (_batch(replay, first_scan, days, workers) if used == "batch"
+                  else _nightly(replay, first_scan, days))
     finally:
         if owned_tmp is not None:
             owned_tmp.cleanup()
@@ -271,27 +276,34 @@ def _nightly(replay: Replay, first_scan: dt.date, days: list[dt.date]) -> list[N
     return replay_nights(replay, first_scan, days, prepare, session)
 
 
-def _batch(replay: Replay, first_scan: dt.date, days: list[dt.date]) -> list[Night]:
-    """The batch engine (``backtest_batch``): the same decisions in memory, the scans in one pass."""
-    batch = BatchNights(replay.configs[SYSTEM], replay.source, [first_scan, *days[:-1]])
+def _batch(replay: Replay, first_scan: dt.date, days: list[dt.date], workers: int) -> list[Night]:
+    """The batch engine (``backtest_batch``): the same decisions in memory, the scans in one pass, the
+    evenings computed ahead on ``workers`` forked processes (``backtest_workers``) when there are any."""
+    nights = [first_scan, *days[:-1]]
+    batch = BatchNights(replay.configs[SYSTEM], replay.source, nights)
     plans: dict[str, EveningPlan] = {}
+    scanning = {name: replay.configs[name] for name in replay.scans}
+    with (EveningWorkers(batch, scanning, nights, days[-1], workers) if workers and can_fork()
+          else contextlib.nullcontext(None)) as ahead:
 
-    def prepare(name: str, night: dt.date) -> None:
-        plans[name] = batch.evening(replay.configs[name], night)
+        def prepare(name: str, night: dt.date) -> None:
+            plans[name] = ahead.evening(name, night) if ahead else batch.evening(replay.configs[name], night)
 
-    def session(day: dt.date, i: int) -> tuple[dict[str, AccountDay], SystemNight]:
-        accounts = {}
-        for name, c in replay.configs.items():
-            plan = plans[name] if name in replay.scans else plans[SYSTEM]
-            if name == NO_REGIME:
-                plan = batch.without_regime(plan, c, sessions.previous_session(day))
-            replay.step("validate", at(day, 9, 0).now(), i, replay.total)
-            replay.step("execute", at(day, 9, 31).now(), i, replay.total)
-            accounts[name] = batch.morning(c, plan, day, replay.brokers[name])
-        system = plans[SYSTEM]
-        return accounts, SystemNight(system.plan_id, system.regime, system.removed)
+        def session(day: dt.date, i: int) -> tuple[dict[str, AccountDay], SystemNight]:
+            accounts = {}
+            night = sessions.previous_session(day)
+            for name, c in replay.configs.items():
+                plan = plans[name] if name in replay.scans else plans[SYSTEM]
+                if name == NO_REGIME:
+                    plan = batch.without_regime(plan, c, night)
+                replay.step("validate", at(day, 9, 0).now(), i, replay.total)
+                replay.step("execute", at(day, 9, 31).now(), i, replay.total)
+                scores = ahead.scores(plan.plan_id, day, night) if ahead else None
+                accounts[name] = batch.morning(c, plan, day, replay.brokers[name], scores)
+            system = plans[SYSTEM]
+            return accounts, SystemNight(system.plan_id, system.regime, system.removed)
 
-    return replay_nights(replay, first_scan, days, prepare, session)
+        return replay_nights(replay, first_scan, days, prepare, session)
 
 
 def _twin_plans(replay: Replay) -> None:

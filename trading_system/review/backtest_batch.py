@@ -103,22 +103,28 @@ class BatchNights:
         """``plan`` with the regime record ``cfg`` gives (``regime.enabled`` false: status ``off``)."""
         return dataclasses.replace(plan, regime=regime_for(cfg, self._source, night))
 
-    def morning(self, cfg: Config, plan: EveningPlan, day: dt.date, broker: SimulatedBroker) -> AccountDay:
-        """Validate ``plan`` at ``day``'s open (``run_validate``) and trade it (``run_execute``).
+    def morning_scores(self, cfg: Config, plan: EveningPlan, day: dt.date) -> MorningScores:
+        """``plan``'s picks re-scored at ``day``'s open (``morning_scores``); twins trading the same
+        plan share it.  Raises DataError: too many picks have no price at the open."""
+        key = (plan.plan_id, day)
+        if self._morning is None or self._morning[0] != key:
+            night = sessions.previous_session(day)
+            self._morning = (key, morning_scores(cfg, self._source, plan.strategies, day, night))
+        return self._morning[1]
+
+    def morning(self, cfg: Config, plan: EveningPlan, day: dt.date, broker: SimulatedBroker,
+                scores: MorningScores | None = None) -> AccountDay:
+        """Validate ``plan`` at ``day``'s open (``run_validate``) and trade it (``run_execute``);
+        ``scores``: its re-score when already made (by ``EveningWorkers``).
 
         Raises:
             DataError: too many picks have no price at the open.
             BrokerError / RunFailure: as ``run_execute``.
         """
-        key = (plan.plan_id, day)
-        if self._morning is None or self._morning[0] != key:  # twins trading the same plan share its re-score
-            night = sessions.previous_session(day)
-            self._morning = (key, morning_scores(cfg, self._source, plan.strategies, day, night))
-        checks = judge_picks(cfg, plan.strategies, self._morning[1])
+        checks = judge_picks(cfg, plan.strategies, scores or self.morning_scores(cfg, plan, day))
         validated, selected, _reason, exposure = select(cfg, plan.strategies, checks, plan.regime)
         weights = traded_weights(validated[selected].validated_allocations, exposure)
         report = rebalance_session(cfg, broker, plan.plan_id, weights, sizing_prices(checks, plan.closes), day,
                                    Journal(None))
         return AccountDay(strategy=selected, checks=len(checks), rejected=sum(not c.passed for c in checks.values()),
                           exposure=exposure, report=report)
-

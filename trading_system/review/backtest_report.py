@@ -46,6 +46,7 @@ from trading_system.review.backtest import (
     default_source,
     run_backtest,
 )
+from trading_system.review.backtest_workers import default_workers
 from trading_system.state.atomic import write_json_atomic
 
 
@@ -264,10 +265,10 @@ def output_folder(cfg: Config, out: str | None) -> Path:
 def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start: dt.date, end: dt.date,
                      bars: str | None = None, splits: str | None = None, no_gate: bool = False,
                      out: str | None = None, no_regime: bool = False, no_events: bool = False,
-                     engine: str = "batch") -> BacktestResult:
+                     engine: str = "batch", workers: int | None = None) -> BacktestResult:
     """``prep backtest``: load the bars, run showing progress, write JSON + PNG, print the report.
 
-    ``engine``: ``batch`` or ``nightly`` (see ``run_backtest``).
+    ``engine``: ``batch`` or ``nightly``; ``workers``: see ``run_backtest`` (None: ``default_workers()``).
 
     ``no_gate`` / ``no_regime`` / ``no_events`` add the system with the retention gate / the regime /
     the earnings gate off beside it.  With ``bars``, the earnings gate reads ``earnings.csv`` beside
@@ -303,7 +304,8 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
 
     try:
         result = run_backtest(cfg, start, end, source=source, gate_off_twin=no_gate, on_step=step,
-                              regime_off_twin=no_regime, events_off_twin=no_events, engine=engine)
+                              regime_off_twin=no_regime, events_off_twin=no_events, engine=engine,
+                              workers=default_workers() if workers is None else workers)
     except TooLittleHistory as exc:  # the first night: a --start the data cannot serve, not a result
         if begun:
             reporter.end(ok=False)

@@ -40,6 +40,7 @@ from trading_system.errors import BadInputError, PrepError, RunFailure
 from trading_system.marketdata.cached import CachedSource
 from trading_system.review.backtest import fast_tmp, run_backtest
 from trading_system.review.backtest_result import BUY_HOLD, SYSTEM, BacktestResult
+from trading_system.review.forked import exit_with_parent
 from trading_system.review.sweep import TrialSpec
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,7 @@ def _init_worker(source: CachedSource) -> None:
     would otherwise leave the worker waiting for work forever: it holds its own end of the queue)."""
     global _WORKER_SOURCE
     _WORKER_SOURCE = source
-    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
-
-
-def _exit_with_parent() -> None:
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        multiprocessing.connection.wait([parent.sentinel])   # ready once the parent is gone
-        os._exit(1)
+    threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
 
 
 def _pool_trial(spec: TrialSpec) -> dict:
