@@ -31,7 +31,7 @@ import pandas as pd
 from trading_system.config import Config
 from trading_system.prepare.discovery import history_start
 from trading_system.prepare.panels import EPOCH
-from trading_system.prepare.scoring import panel_median, panel_metrics, scan_depth, scan_frame
+from trading_system.prepare.scoring import as_price, panel_median, panel_metrics, scan_depth, scan_frame
 
 #: Nights scored together in one wide panel.
 CHUNK = 32
@@ -60,6 +60,16 @@ class NightScan:
     frame: pd.DataFrame
     have_bar: frozenset[str]
     first_bar: dt.date | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RescoreJob:
+    """One morning re-score: the picks' ``prices`` (symbol -> dollars) at ``session``'s open, their
+    history up to ``night`` (the scan session before it)."""
+
+    night: dt.date
+    session: dt.date
+    prices: Mapping[str, float]
 
 
 class NightlyScans:
@@ -92,6 +102,7 @@ class NightlyScans:
         codes = np.repeat(np.arange(len(symbols), dtype=np.int64), end - first)
         self._keys = codes * self._key_scale + day
         self._depth = scan_depth(cfg.scoring, cfg.eligibility.dollar_volume_window)
+        self._code_of = {str(sym): i for i, sym in enumerate(symbols)}
         self._frames: dict[dt.date, NightScan] = {}
         self._done_chunk: int | None = None
 
@@ -103,12 +114,52 @@ class NightlyScans:
             self._done_chunk = chunk
         return self._frames[night]
 
-    def _window(self, night: dt.date) -> tuple[np.ndarray, np.ndarray]:
-        """(start, end) rows of every scored symbol's bars dated in [history_start(night), night]."""
-        base = self._codes * self._key_scale
+    def _window(self, night: dt.date, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) rows of each symbol's bars dated in [history_start(night), night]: of ``codes``
+        (default: every scored symbol)."""
+        base = (self._codes if codes is None else codes) * self._key_scale
         start = np.searchsorted(self._keys, base + (history_start(night) - EPOCH).days, side="left")
         end = np.searchsorted(self._keys, base + (night - EPOCH).days, side="right")
         return start, end
+
+    def rescore(self, jobs: Sequence[RescoreJob]) -> list[dict[str, float]]:
+        """Many morning re-scores at once: per job, symbol -> score (0-100 points) of each symbol
+        ``scoring.rescore`` scores (a usable price and some history), NaN scores left out (as
+        ``morning_scores`` keeps them).
+
+        Each column is what ``rescore`` builds for the symbol: its last ``depth - 1`` closes dated in
+        [``history_start(night)``, ``night``], split-adjusted through the job's session, and the price
+        below them; the columns of every job are scored together by the same ``panel_metrics``.
+        """
+        depth = scan_depth(self._cfg.scoring)
+        rows = np.arange(depth - 1, dtype=np.int64)[:, None]
+        columns, layout = [], []
+        for job in jobs:
+            names = sorted(job.prices)
+            prices = np.array([as_price(job.prices[s]) for s in names], dtype=float)
+            codes = np.array([self._code_of.get(s, -1) for s in names], dtype=np.int64)
+            start, end = self._window(job.night, np.maximum(codes, 0))
+            scored = np.isfinite(prices) & (prices > 0) & (codes >= 0) & (end > start)
+            close, _volume = self._source.adjusted(job.session)
+            idx = end[None, :] - (depth - 1) + rows
+            history = np.where(idx >= start[None, :], close[np.maximum(idx, 0)], np.nan)
+            columns.append(np.vstack([history, prices[None, :]])[:, scored])
+            layout.append([s for s, ok in zip(names, scored) if ok])
+        width = sum(len(names) for names in layout)
+        if width < 2:   # a one-column panel is summed pairwise: score each job apart, as rescore does
+            return [self._scores(c, names) for c, names in zip(columns, layout)]
+        scores = panel_metrics(np.hstack(columns), self._cfg.scoring)["score"]
+        out, at = [], 0
+        for names in layout:
+            out.append({s: v for s, v in zip(names, scores[at:at + len(names)].tolist()) if v == v})
+            at += len(names)
+        return out
+
+    def _scores(self, panel: np.ndarray, names: list[str]) -> dict[str, float]:
+        if not names:
+            return {}
+        scores = panel_metrics(np.ascontiguousarray(panel), self._cfg.scoring)["score"].tolist()
+        return {s: v for s, v in zip(names, scores) if v == v}
 
     def _score_chunk(self, nights: list[dt.date]) -> dict[dt.date, NightScan]:
         """Each night of ``nights``: its panel columns gathered side by side, scored at once, cut apart."""

@@ -119,6 +119,9 @@ def panel_metrics(closes: np.ndarray, scoring: ScoringConfig) -> dict[str, np.nd
     figures do not depend on the other columns: the nightly scan and the backtest's batch of
     nights (``prepare.scan_batch``) share this code and agree to the bit.
     """
+    # Row-major, always: numpy sums a reduction along a contiguous axis pairwise, along rows one by one,
+    # so the same column laid out differently (column-major, or alone) could differ in its last bit.
+    closes = np.ascontiguousarray(closes, dtype=float)
     L = scoring.lookback
     sharpe, volatility = sharpe_volatility(closes, L, scoring.risk_free_rate, scoring.periods_per_year)
     rsi = wilder_rsi_last(_tail(closes, scoring.rsi_window), scoring.rsi_period)
@@ -262,7 +265,7 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     session = to_date(session)
     names = sorted(provisional)
     index = pd.Index(names, name="symbol", dtype=object)
-    prices = np.array([_price(provisional[s]) for s in names], dtype=float)
+    prices = np.array([as_price(provisional[s]) for s in names], dtype=float)
     usable = np.isfinite(prices) & (prices > 0)
 
     # The history's rows in (symbol, date) order as arrays, then only the usable symbols'
@@ -297,8 +300,8 @@ def rescore(history: pd.DataFrame, provisional: Mapping[str, float], session: dt
     return frame
 
 
-def _price(value) -> float:
-    """A provisional price as float; NaN when missing or not a number."""
+def as_price(value) -> float:
+    """A provisional price as float (dollars); NaN when missing or not a number."""
     try:
         return float(value) if value is not None else np.nan
     except (TypeError, ValueError):

@@ -277,32 +277,29 @@ def _nightly(replay: Replay, first_scan: dt.date, days: list[dt.date]) -> list[N
 
 
 def _batch(replay: Replay, first_scan: dt.date, days: list[dt.date], workers: int) -> list[Night]:
-    """The batch engine (``backtest_batch``): the same decisions in memory, the scans in one pass, the
-    evenings computed ahead on ``workers`` forked processes (``backtest_workers``) when there are any."""
-    nights = [first_scan, *days[:-1]]
-    batch = BatchNights(replay.configs[SYSTEM], replay.source, nights)
-    plans: dict[str, EveningPlan] = {}
+    """The batch engine (``backtest_batch``): the same decisions in memory, a chunk of nights at a time,
+    computed ahead on ``workers`` forked processes (``backtest_workers``) when there are any."""
     scanning = {name: replay.configs[name] for name in replay.scans}
-    with (EveningWorkers(batch, scanning, nights, days[-1], workers) if workers and can_fork()
-          else contextlib.nullcontext(None)) as ahead:
+    batch = BatchNights(replay.configs[SYSTEM], replay.source, [first_scan, *days[:-1]], scanning, days[-1])
+    plans: dict[str, EveningPlan] = {}
 
-        def prepare(name: str, night: dt.date) -> None:
-            plans[name] = ahead.evening(name, night) if ahead else batch.evening(replay.configs[name], night)
+    def prepare(name: str, night: dt.date) -> None:
+        plans[name] = batch.evening(name, night)
 
-        def session(day: dt.date, i: int) -> tuple[dict[str, AccountDay], SystemNight]:
-            accounts = {}
-            night = sessions.previous_session(day)
-            for name, c in replay.configs.items():
-                plan = plans[name] if name in replay.scans else plans[SYSTEM]
-                if name == NO_REGIME:
-                    plan = batch.without_regime(plan, c, night)
-                replay.step("validate", at(day, 9, 0).now(), i, replay.total)
-                replay.step("execute", at(day, 9, 31).now(), i, replay.total)
-                scores = ahead.scores(plan.plan_id, day, night) if ahead else None
-                accounts[name] = batch.morning(c, plan, day, replay.brokers[name], scores)
-            system = plans[SYSTEM]
-            return accounts, SystemNight(system.plan_id, system.regime, system.removed)
+    def session(day: dt.date, i: int) -> tuple[dict[str, AccountDay], SystemNight]:
+        accounts = {}
+        night = sessions.previous_session(day)
+        for name, c in replay.configs.items():
+            plan = plans[name] if name in replay.scans else plans[SYSTEM]
+            if name == NO_REGIME:
+                plan = batch.without_regime(plan, c, night)
+            replay.step("validate", at(day, 9, 0).now(), i, replay.total)
+            replay.step("execute", at(day, 9, 31).now(), i, replay.total)
+            accounts[name] = batch.morning(c, plan, day, replay.brokers[name], batch.scores(plan.plan_id, day, night))
+        system = plans[SYSTEM]
+        return accounts, SystemNight(system.plan_id, system.regime, system.removed)
 
+    with EveningWorkers(batch, workers) if workers and can_fork() else contextlib.nullcontext():
         return replay_nights(replay, first_scan, days, prepare, session)
 
 

@@ -110,14 +110,26 @@ def morning_scores(cfg: Config, source: MarketData, strategies: Mapping[Strategy
     Raises:
         DataError: too many picks have no price (see :func:`_check_priced`).
     """
+    quotes = morning_quotes(cfg, source, strategies, today)
     symbols = _contested(strategies)
-    quotes = source.premarket_prices(symbols, today)
-    _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
     history = source.bars(end=last_closed, start=last_closed - dt.timedelta(days=HISTORY_DAYS),
                           symbols=symbols, adjust_through=today)
     morning = rescore(history, {s: q.price for s, q in quotes.items()}, today, cfg.scoring)
     return MorningScores(quotes=quotes, history=history,
                          scores={s: float(v) for s, v in morning["score"].items() if pd.notna(v)})
+
+
+def morning_quotes(cfg: Config, source: MarketData, strategies: Mapping[StrategyName, Strategy],
+                   today: dt.date) -> dict[str, Quote]:
+    """The source's pre-market prices (dollars) of the contestant strategies' picks on ``today``.
+
+    Raises:
+        DataError: too many picks have no price (see :func:`_check_priced`).
+    """
+    symbols = _contested(strategies)
+    quotes = source.premarket_prices(symbols, today)
+    _check_priced(symbols, quotes, cfg.validation.max_unpriced_fraction)
+    return quotes
 
 
 def judge_picks(cfg: Config, strategies: Mapping[StrategyName, Strategy], morning: MorningScores
