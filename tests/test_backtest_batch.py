@@ -19,11 +19,13 @@ from trading_system.errors import BadInputError
 from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
 from trading_system.prepare.discovery import history_start
-from trading_system.prepare.scan_batch import CHUNK, NightlyScans
+from trading_system.prepare.run import plan_strategies
+from trading_system.prepare.scan_batch import CHUNK, NightlyScans, RescoreJob
 from trading_system.prepare.scoring import score_universe
 from trading_system.prepare.universe import build_universe
 from trading_system.review.backtest import run_backtest
 from trading_system.review.backtest_result import BUY_HOLD, NO_EVENTS, NO_GATE, NO_REGIME, SYSTEM
+from trading_system.validate.run import morning_scores
 
 from conftest import SAMPLE, write_config
 
@@ -68,6 +70,24 @@ def test_each_nights_scan_is_score_universe_to_the_bit(cfg, source):
     assert batch.night(after).frame.loc["ODFL", "close"] == pytest.approx(
         source.bars(end=after, symbols=["ODFL"])["close"].iloc[-1])
     assert batch.night(before).frame.loc["ODFL", "close"] > 1.3 * batch.night(after).frame.loc["ODFL", "close"]
+
+
+def test_each_mornings_rescore_is_morning_scores_to_the_bit(cfg, source):
+    """The picks of each night's strategies re-scored at the next open: all mornings in one pass
+    (``NightlyScans.rescore``) against ``morning_scores`` (what ``prep validate`` runs), night by night."""
+    nights = sessions.sessions_between(START, END)
+    universes = {n: build_universe(cfg, source, n).symbols for n in nights}
+    batch = NightlyScans(source, nights, universes, cfg)
+    jobs, expected = [], []
+    for night in nights[:-1]:
+        day = sessions.next_session(night)
+        _, strategies = plan_strategies(cfg, batch.night(night).frame.copy(), night, day)
+        morning = morning_scores(cfg, source, strategies, day, night)
+        jobs.append(RescoreJob(night, day, {s: q.price for s, q in morning.quotes.items()}))
+        expected.append(morning.scores)
+    got = batch.rescore(jobs)
+    assert got == expected
+    assert sum(map(len, expected)) > 10 * len(jobs)   # about a dozen picks a night, scored
 
 
 def test_a_one_symbol_universe_is_scored_as_the_nightly_scan_scores_it(tmp_path, source):
