@@ -39,6 +39,14 @@ def sample_bars() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def worker_id(request) -> str:
+    """pytest-xdist's worker id ("gw0", ...), or "master" when the tests run in one process (also
+    with ``-p no:xdist``, where xdist's own fixture does not exist); read as xdist itself reads it."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return workerinput["workerid"] if workerinput else "master"
+
+
+@pytest.fixture(scope="session")
 def whole_sample_scan(tmp_path_factory, worker_id) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(bars, scan): the whole sample as of the close of 2021-04-19, split-adjusted (prices before each
     ex-date divided by its ratio, volumes multiplied) and clamped to that session, and its scan with the

@@ -87,3 +87,22 @@ def test_positions_follow_fills_and_sessions(cached, sample_bars):
     assert after.price == float(bar["open"].iloc[0])
     sell = broker.submit_order(OrderRequest(symbol="AAPL", side="sell", qty=after.qty, client_order_id="p-2"))
     assert sell.status == "filled" and broker.get_positions() == {}
+
+
+def test_a_position_without_a_price_fails_every_time_not_once(tmp_path, cached):
+    """A held symbol with no bar on or before the session: every ask raises, none answers with the
+    positions it could price (a half-built answer would under-state the equity).  The account file
+    is synthetic: it holds ZZZZ, which the sample has no bar for, beside a real AAPL position."""
+    import json
+
+    from trading_system.errors import BrokerError
+
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps({"cash": 1_000.0, "positions": {"AAPL": 5.0, "ZZZZ": 10.0},
+                                   "session": "2021-04-20", "orders": []}))
+    broker = SimulatedBroker(cached, account, D(2021, 4, 20), 100_000.0)
+    for _ in range(2):
+        with pytest.raises(BrokerError, match="no price for ZZZZ"):
+            broker.get_positions()
+        with pytest.raises(BrokerError, match="no price for ZZZZ"):
+            broker.get_account()

@@ -173,11 +173,11 @@ class SimulatedBroker:
     def get_positions(self) -> dict[str, Position]:
         # Built once per session and fill (a rebalance asks five times); Position is frozen, the dict a copy.
         if self._positions is None:
-            self._positions = {}
+            built = {}   # kept only once complete: a price that fails is raised again on the next call
             for sym, qty in sorted(self._state["positions"].items()):
                 px = self.price(sym)
-                self._positions[sym] = Position(symbol=sym, qty=qty, market_value=qty * px, price=px,
-                                                qty_available=qty)
+                built[sym] = Position(symbol=sym, qty=qty, market_value=qty * px, price=px, qty_available=qty)
+            self._positions = built
         return dict(self._positions)
 
     def get_account(self) -> Account:

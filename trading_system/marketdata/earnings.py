@@ -130,7 +130,8 @@ def _answer(source: str, rows: list[tuple[str, dt.date, str | None]], symbols: l
     wanted, lo = set(symbols), first_report_day(start)
     out = {Report(s, report_session(d), t if isinstance(t, str) else None, d)
            for s, d, t in rows if s in wanted and lo <= d <= end}
-    kept = sorted((r for r in out if start <= r.session <= end), key=lambda r: (r.session, r.symbol, r.published))
+    kept = sorted((r for r in out if start <= r.session <= end),
+                  key=lambda r: (r.session, r.symbol, r.published, r.time or ""))   # ties: never the set's order
     return EarningsAnswer(source, tuple(kept), covered & wanted)
 
 
