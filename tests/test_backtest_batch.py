@@ -158,3 +158,25 @@ def test_a_failing_night_on_a_worker_is_raised_in_its_turn(cfg, source):
 def test_an_unknown_engine_is_refused(cfg, source):
     with pytest.raises(BadInputError, match="unknown backtest engine 'fast'"):
         run_backtest(cfg, START, END, source=source, engine="fast")
+
+
+def test_a_lost_worker_stops_the_backtest_with_one_sentence(cfg, source):
+    """A worker process killed mid-run (as the OOM killer would): the backtest stops with a RunFailure
+    naming the nights it was computing, and no worker is left behind."""
+    import multiprocessing
+    import os
+    import signal
+
+    from trading_system.errors import RunFailure
+
+    killed = []
+
+    def step(stage, as_of, done, total):
+        if stage == "marked" and done == 1 and not killed:   # chunk 0 taken; later chunks still running
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+                killed.append(child.pid)
+
+    with pytest.raises(RunFailure, match=r"the worker process computing the evenings of .* was lost"):
+        run_backtest(cfg, D(2019, 6, 3), D(2020, 12, 31), source=source, workers=2, on_step=step)
+    assert killed and not multiprocessing.active_children()
