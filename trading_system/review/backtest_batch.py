@@ -8,14 +8,16 @@ archived.  This engine makes the same decisions in memory with the same function
   ``panel_metrics`` / ``scan_frame`` of the nightly scan), then the same coverage and history
   checks, ``evening_context`` (regime and earnings gate) and ``plan_strategies`` (the four
   strategies and the plan id) as ``run_prepare``;
-- morning: ``morning_quotes``, the re-score (``NightlyScans.rescore``: the same ``panel_metrics``,
-  a chunk of mornings at once), ``judge_picks`` and ``select`` as ``run_validate`` (re-score at the open, the
-  retention gate, the regime);
+- morning: ``morning_quotes``, the re-score at the open (``NightlyScans.rescore``: the same
+  ``panel_metrics``, a chunk of mornings at once), ``judge_picks`` (the retention gate) and
+  ``select`` (the regime) as ``run_validate``;
 - open: ``traded_weights``, ``sizing_prices`` and ``rebalance_session`` as ``run_execute``,
   against the same ``SimulatedBroker``;
 
 so every plan id, selection, order and mark is the nightly engine's (``tests/test_backtest_batch.py``
-compares them over 2020-02/04: the crash, the ODFL and RTX splits, every twin).
+compares them over 2020-02/04: the crash, the ODFL and RTX splits, every twin).  The evenings and
+re-scores, which no account changes, are computed a chunk of nights at a time, here or ahead on
+worker processes (``backtest_workers``); the sessions are traded one by one, here.
 
 What it leaves out, each of which cannot change a decision: the plan file and its lock, the
 journals (a plan is executed once, so the journal never recovers an order), the archives,
