@@ -1,7 +1,7 @@
 """What the commands print, read at 80 columns, and what the execute summary and the order journal hold.
 
 In a terminal of 80 columns rich lays tables out at 80; under click's runner (not a terminal) the CLI
-prints at 120 (``cli._State``).  So the 80-column checks build the console the way the CLI does
+prints at 120 (``cli_run.State``).  So the 80-column checks build the console the way the CLI does
 (``highlight=False, soft_wrap=False``) at width 80, and hand it to the very functions the CLI calls.
 Real nights of data/sample: the demo night (prepare 2021-04-19, validate and execute 2021-04-20),
 2020-02-24 (ALB rejected at 84.7 %), 2020-03-20 (4 names over a 20 % cap).

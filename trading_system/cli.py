@@ -5,121 +5,10 @@ Exit codes: 0 done or nothing to do; 1 a failure at run time; 2 bad input.
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
-
 import click
 from rich.console import Console
 
-from trading_system.errors import NothingToDo, PrepError
-
-log = logging.getLogger("prep")
-
-
-class _State:
-    def __init__(self, config: str, as_of: str | None, verbose: bool):
-        self.config_path, self.as_of, self.verbose = Path(config), as_of, verbose
-        self.result = None  # what the command's work produced (a pipeline result), for its alerts
-        self.console = Console(highlight=False, soft_wrap=False)
-        if not self.console.is_terminal:  # cron, pipes and logs get full-width tables
-            self.console = Console(highlight=False, soft_wrap=False, width=120)
-
-
-def _run(state: _State, command: str, work) -> None:
-    """Load config and clock, run ``work(cfg, clock)``; one sentence per expected error.
-
-    Logging is set up before anything can fail (with no file yet), so even a crash while loading
-    the config never lets ``logging``'s last-resort handler print a traceback on the terminal.
-    The alerts (``notify``) go out once the work is done or has failed, before the exit.
-    """
-    from trading_system.config import load_config
-    from trading_system.runtime import setup_logging
-    from trading_system.sessions import Clock
-
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    cfg = None
-    try:
-        setup_logging(None, state.verbose)
-        cfg = load_config(state.config_path)
-        setup_logging(cfg, state.verbose)
-        _clean_orphans(cfg)
-        clock = Clock.from_env(state.as_of)
-        log.info("prep %s started (as-of %s)", command, clock.now().isoformat() if clock.frozen else "wall clock")
-        work(cfg, clock)
-        log.info("prep %s done", command)
-    except NothingToDo as done:
-        log.info("prep %s: %s", command, done)
-        state.console.print(str(done))
-        _alert(state, cfg, command)
-        sys.exit(0)
-    except PrepError as exc:
-        log.error("prep %s failed: %s", command, exc, exc_info=True)
-        sentence = f"prep {command}: {exc}"
-        err.print(sentence, markup=False)
-        _alert(state, cfg, command, sentence, exc.exit_code)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print(f"prep {command}: interrupted", markup=False)
-        sys.exit(130)
-    except Exception as exc:  # a bug: keep the traceback in the log, one line on screen
-        log.exception("prep %s crashed", command)
-        sentence = f"prep {command}: unexpected error ({exc.__class__.__name__}: {exc}); {_details(cfg)}."
-        err.print(sentence, markup=False)
-        _alert(state, cfg, command, sentence, 1)
-        sys.exit(1)
-    _alert(state, cfg, command)
-
-
-def _alert(state: _State, cfg, command: str, sentence: str | None = None, exit_code: int = 0) -> None:
-    """Send the alerts a finished command owes (``notify.events``), once its work is done.
-
-    ``sentence``: the one line printed for a failure.  Nothing at all (apprise is not even
-    imported) when ``notify.urls`` is empty or the config did not load; ``prep notify`` sends
-    none of its own (it prints what failed).  Bounded by ``notify.timeout_seconds``; never fails the run.
-    """
-    if cfg is None or not cfg.notify.urls or command == "notify":
-        return
-    try:
-        from trading_system.present import notify as alerts
-
-        kill = cfg.path(cfg.paths.kill_switch) if command == "execute" else None
-        alerts.send(cfg.notify, alerts.alerts_for(command, state.result, sentence, exit_code,
-                                                  kill if kill is not None and kill.exists() else None,
-                                                  cfg.notify.events))
-    except Exception as exc:  # noqa: BLE001 (an alert never fails a run)
-        log.warning("alerts of prep %s not sent: %s", command, exc.__class__.__name__, exc_info=True)
-
-
-def _details(cfg) -> str:
-    """Where the traceback of a crash went: the log file, or (no config, so no log yet) ``-v``."""
-    from trading_system.runtime import LOG_FILE
-
-    if cfg is None:
-        return "run again with -v for the details"
-    return f"details in {cfg.path(cfg.paths.log_dir) / LOG_FILE}"
-
-
-def _clean_orphans(cfg) -> None:
-    """Remove the temp files killed runs left in the state folders; log how many.
-
-    The plan's folder (not below it: it may be the user's home), ``paths.archive_dir``, the
-    ``reports/`` folder, and ``paths.data_dir`` with everything below it (stores, orders,
-    universes).  Logs are appended, never written atomically, so ``paths.log_dir`` has none.
-    Never fails the run: a folder that cannot be listed is logged and skipped.
-    """
-    from trading_system.state.atomic import clean_orphans
-
-    folders = [(cfg.path(cfg.paths.plan).parent, False), (cfg.path(cfg.paths.archive_dir), False),
-               (cfg.root / "reports", False), (cfg.path(cfg.paths.data_dir), True)]
-    removed = 0
-    for folder, recursive in folders:
-        try:
-            removed += clean_orphans(folder, recursive=recursive)
-        except OSError as exc:
-            log.warning("could not look for orphaned temp files in %s: %s", folder, exc)
-    if removed:
-        log.info("removed %d orphaned temp file(s) left by killed runs", removed)
+from trading_system.cli_run import State, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -133,7 +22,7 @@ def _clean_orphans(cfg) -> None:
 @click.pass_context
 def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> None:
     """Pre-market preparation: scan at 20:00 ET, validate and rebalance at 09:00 ET."""
-    ctx.obj = _State(config, as_of, verbose)
+    ctx.obj = State(config, as_of, verbose)
 
 
 @main.command()
@@ -141,7 +30,7 @@ def main(ctx: click.Context, config: str, as_of: str | None, verbose: bool) -> N
 @click.option("--force", is_flag=True, help="Replace a validated plan, a newer plan, or prepare during market "
               "hours (what is replaced is archived first).")
 @click.pass_obj
-def prepare(state: _State, dry_run: bool, force: bool) -> None:
+def prepare(state: State, dry_run: bool, force: bool) -> None:
     """Scan, score and bucket the universe; build four strategies -> pending_trades.json."""
     from trading_system.prepare.run import run_prepare
     from trading_system.present import render
@@ -150,13 +39,13 @@ def prepare(state: _State, dry_run: bool, force: bool) -> None:
         state.result = run_prepare(cfg, clock, dry_run, force=force)
         render.prepare(state.console, state.result)
 
-    _run(state, "prepare", work)
+    run(state, "prepare", work)
 
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Re-score and print; leave the plan as it is.")
 @click.pass_obj
-def validate(state: _State, dry_run: bool) -> None:
+def validate(state: State, dry_run: bool) -> None:
     """Re-score the picks with pre-market prices, apply the 85 % gate, select the strategy."""
     from trading_system.present import render
     from trading_system.validate.run import run_validate
@@ -165,14 +54,14 @@ def validate(state: _State, dry_run: bool) -> None:
         state.result = run_validate(cfg, clock, dry_run)
         render.validate(state.console, state.result)
 
-    _run(state, "validate", work)
+    run(state, "validate", work)
 
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Show the orders against the account; send nothing.")
 @click.option("--live", is_flag=True, help="Allow a live (real-money) account; also needs ALPACA_PAPER=false.")
 @click.pass_obj
-def execute(state: _State, dry_run: bool, live: bool) -> None:
+def execute(state: State, dry_run: bool, live: bool) -> None:
     """Rebalance the account to the validated plan in two phases, then archive it."""
     from trading_system.errors import RunFailure
     from trading_system.execute.outcome import targets_missed
@@ -186,38 +75,38 @@ def execute(state: _State, dry_run: bool, live: bool) -> None:
         if failure:
             raise RunFailure(failure)
 
-    _run(state, "execute", work)
+    run(state, "execute", work)
 
 
 @main.command()
 @click.pass_obj
-def universe(state: _State) -> None:
+def universe(state: State) -> None:
     """Build the universe of the last closed session (generator, filters, watchlist), print and save it."""
     from trading_system.prepare.universe import run_universe
     from trading_system.present import render
 
-    _run(state, "universe", lambda cfg, clock: render.universe(state.console, *run_universe(cfg, clock)))
+    run(state, "universe", lambda cfg, clock: render.universe(state.console, *run_universe(cfg, clock)))
 
 
 @main.command()
 @click.option("--live", is_flag=True, help="Check a live (real-money) Alpaca account; also needs ALPACA_PAPER=false.")
 @click.pass_obj
-def doctor(state: _State, live: bool) -> None:
+def doctor(state: State, live: bool) -> None:
     """Pre-flight: config, keys, Polygon and Alpaca, the morning's price source, the bar store, disk, crontab."""
     from trading_system.doctor import doctor_command
 
-    _run(state, "doctor", lambda cfg, clock: doctor_command(cfg, clock, state.console, state.config_path, live))
+    run(state, "doctor", lambda cfg, clock: doctor_command(cfg, clock, state.console, state.config_path, live))
 
 
 @main.command()
 @click.option("--live", is_flag=True, help="Read a live (real-money) Alpaca account; also needs ALPACA_PAPER=false.")
 @click.pass_obj
-def status(state: _State, live: bool) -> None:
+def status(state: State, live: bool) -> None:
     """What is pending, its stage, the kill switch, the positions, the last archived runs, and the broker."""
     from trading_system.present import status as show
     from trading_system.review.status import status as compute
 
-    _run(state, "status", lambda cfg, clock: show.status(state.console, compute(cfg, clock, live=live)))
+    run(state, "status", lambda cfg, clock: show.status(state.console, compute(cfg, clock, live=live)))
 
 
 @main.command()
@@ -240,11 +129,11 @@ def status(state: _State, live: bool) -> None:
               help="Processes the batch engine computes the evenings on ahead (default: the core count, at most "
                    "4; 0: none). The decisions do not depend on it.")
 @click.pass_obj
-def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_events, out, engine, workers) -> None:
+def backtest(state: State, start, end, bars, splits, no_gate, no_regime, no_events, out, engine, workers) -> None:
     """Replay prepare, validate and execute over every session, against BUY_HOLD."""
     from trading_system.review.backtest_report import backtest_command
 
-    _run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
+    run(state, "backtest", lambda cfg, clock: backtest_command(cfg, clock, state.console, start.date(), end.date(),
                                                                 bars, splits, no_gate, out, no_regime=no_regime,
                                                                 no_events=no_events, engine=engine, workers=workers))
 
@@ -253,7 +142,7 @@ def backtest(state: _State, start, end, bars, splits, no_gate, no_regime, no_eve
 @click.option("--enable", "enable", default=None, metavar="NAME",
               help="Turn a scanner disabled after 3 failed runs in a row back on (and reset its failure count).")
 @click.pass_obj
-def scanners(state: _State, enable: str | None) -> None:
+def scanners(state: State, enable: str | None) -> None:
     """The configured scanners: enabled, phase, action, last run and finds, mean time, failures."""
     from trading_system.present import scanners as show
     from trading_system.review import scanners as compute
@@ -263,7 +152,7 @@ def scanners(state: _State, enable: str | None) -> None:
             show.enabled(state.console, compute.enable(cfg, enable))
         show.status(state.console, compute.status(cfg))
 
-    _run(state, "scanners", work)
+    run(state, "scanners", work)
 
 
 @main.command()
@@ -271,7 +160,7 @@ def scanners(state: _State, enable: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True,
               help='Print only {"scanner", "session", "symbols", "metadata"} as JSON on stdout (notes on stderr).')
 @click.pass_obj
-def scan(state: _State, name: str, as_json: bool) -> None:
+def scan(state: State, name: str, as_json: bool) -> None:
     """What one scanner (configured, or a built-in with its defaults) finds on the last closed session
     as of --as-of, and why; writes nothing."""
     from trading_system.present import scanners as show
@@ -285,7 +174,7 @@ def scan(state: _State, name: str, as_json: bool) -> None:
         else:
             show.scan(state.console, result)
 
-    _run(state, "scan", work)
+    run(state, "scan", work)
 
 
 @main.command("scan-backtest")
@@ -297,7 +186,7 @@ def scan(state: _State, name: str, as_json: bool) -> None:
 @click.option("--splits", default=None, help="Splits CSV for --bars when it is not splits.csv beside it.")
 @click.option("--out", default=None, help="Folder for the JSON summary and the PNG chart (default: reports/).")
 @click.pass_obj
-def scan_backtest(state: _State, name: str, start, end, bars, splits, out) -> None:
+def scan_backtest(state: State, name: str, start, end, bars, splits, out) -> None:
     """A scanner run every night: hits, 1/5/20-session forward returns of its finds against the
     universe's, overlap with the other scanners (JSON + PNG)."""
     from trading_system.present import scanners as show
@@ -307,18 +196,18 @@ def scan_backtest(state: _State, name: str, start, end, bars, splits, out) -> No
         report = scan_backtest_command(cfg, clock, state.console, name, start.date(), end.date(), bars, splits, out)
         show.scan_backtest(state.console, report)
 
-    _run(state, "scan-backtest", work)
+    run(state, "scan-backtest", work)
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (session, regime, events) for scripts.")
 @click.pass_obj
-def context(state: _State, as_json: bool) -> None:
+def context(state: State, as_json: bool) -> None:
     """The market regime with its inputs, and the universe's earnings reports of the next sessions."""
     from trading_system.prepare.context.build import context_report
     from trading_system.present import context as show
 
-    _run(state, "context", lambda cfg, clock: show.context(state.console, context_report(cfg, clock), as_json))
+    run(state, "context", lambda cfg, clock: show.context(state.console, context_report(cfg, clock), as_json))
 
 
 @main.command()
@@ -342,23 +231,23 @@ def context(state: _State, as_json: bool) -> None:
               "splits.csv beside it.")
 @click.option("--splits", default=None, help="Splits CSV for --bars when it is not splits.csv beside it.")
 @click.pass_obj
-def sweep(state: _State, grid_file, start, end, jobs, scheduler, max_trials, holdout, out, bars, splits) -> None:
+def sweep(state: State, grid_file, start, end, jobs, scheduler, max_trials, holdout, out, bars, splits) -> None:
     """One backtest per combination of a grid of settings, resumable, ranked by Sharpe against BUY_HOLD."""
     from trading_system.review.sweep_report import sweep_command
 
-    _run(state, "sweep", lambda cfg, clock: sweep_command(
+    run(state, "sweep", lambda cfg, clock: sweep_command(
         cfg, clock, state.console, grid_file, start.date() if start else None, end.date() if end else None,
         jobs, scheduler, max_trials, holdout.date() if holdout else None, out, bars, splits))
 
 
 @main.command()
 @click.pass_obj
-def history(state: _State) -> None:
+def history(state: State) -> None:
     """Archived plans: session, strategy chosen, validation rate, rejections, orders."""
     from trading_system.present import archives as show
     from trading_system.review.archives import history as compute
 
-    _run(state, "history", lambda cfg, clock: show.history(state.console, compute(cfg)))
+    run(state, "history", lambda cfg, clock: show.history(state.console, compute(cfg)))
 
 
 @main.command()
@@ -366,25 +255,25 @@ def history(state: _State) -> None:
 @click.option("--latest", is_flag=True, help="Replay the newest archived plan.")
 @click.option("--out", default=None, help="Folder for the PNG chart (default: reports/).")
 @click.pass_obj
-def replay(state: _State, plan: str | None, latest: bool, out: str | None) -> None:
+def replay(state: State, plan: str | None, latest: bool, out: str | None) -> None:
     """What an archived plan decided, pick by pick, and what followed (1, 5, 20 sessions)."""
     from trading_system.present import archives as show
     from trading_system.review.archives import replay as compute
 
-    _run(state, "replay", lambda cfg, clock: show.replay(state.console, compute(cfg, clock, plan, latest, out)))
+    run(state, "replay", lambda cfg, clock: show.replay(state.console, compute(cfg, clock, plan, latest, out)))
 
 
 @main.command()
 @click.option("--test", "test", is_flag=True, help="Send a test alert to every URL in notify.urls; say which worked.")
 @click.pass_obj
-def notify(state: _State, test: bool) -> None:
+def notify(state: State, test: bool) -> None:
     """Alerts through Apprise (notify.urls in config.yaml): --test checks every URL."""
     if not test:
         raise click.UsageError("add --test: 'prep notify --test' sends a test alert to every URL in notify.urls.")
-    _run(state, "notify", lambda cfg, clock: _notify_test(state, cfg, clock))
+    run(state, "notify", lambda cfg, clock: _notify_test(state, cfg, clock))
 
 
-def _notify_test(state: _State, cfg, clock) -> None:
+def _notify_test(state: State, cfg, clock) -> None:
     """Send the test alert, print OK / FAILED per URL (named without its secrets); exit 1 if any failed."""
     from trading_system.errors import ConfigError, RunFailure
     from trading_system.present import notify as alerts
