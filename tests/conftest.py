@@ -39,6 +39,16 @@ def sample_bars() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def sample_source():
+    """The whole sample read once into a backtest's in-memory ``CachedSource`` (its caches are
+    answers to reads, the same for every test: sharing it changes no result)."""
+    from trading_system.marketdata.cached import CachedSource
+    from trading_system.marketdata.store import BarStore
+
+    return CachedSource.from_store(BarStore(SAMPLE))
+
+
+@pytest.fixture(scope="session")
 def worker_id(request) -> str:
     """pytest-xdist's worker id ("gw0", ...), or "master" when the tests run in one process (also
     with ``-p no:xdist``, where xdist's own fixture does not exist); read as xdist itself reads it."""

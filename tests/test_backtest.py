@@ -19,8 +19,6 @@ from trading_system.review.backtest import (
     scratch_config,
 )
 from trading_system.config import load_config
-from trading_system.marketdata.cached import CachedSource
-from trading_system.marketdata.store import BarStore
 
 from conftest import SAMPLE, write_config
 
@@ -34,8 +32,8 @@ def cfg(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def source():
-    return CachedSource.from_store(BarStore(SAMPLE))
+def source(sample_source):
+    return sample_source
 
 
 class Recording:

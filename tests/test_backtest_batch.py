@@ -16,8 +16,6 @@ import pytest
 from trading_system import sessions
 from trading_system.config import load_config
 from trading_system.errors import BadInputError
-from trading_system.marketdata.cached import CachedSource
-from trading_system.marketdata.store import BarStore
 from trading_system.prepare.discovery import history_start
 from trading_system.prepare.run import plan_strategies
 from trading_system.prepare.scan_batch import CHUNK, NightlyScans, RescoreJob
@@ -27,7 +25,7 @@ from trading_system.review.backtest import run_backtest
 from trading_system.review.backtest_result import BUY_HOLD, NO_EVENTS, NO_GATE, NO_REGIME, SYSTEM
 from trading_system.validate.run import morning_scores
 
-from conftest import SAMPLE, write_config
+from conftest import write_config
 
 D = dt.date
 START, END = D(2020, 2, 3), D(2020, 4, 30)
@@ -39,8 +37,8 @@ def cfg(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def source():
-    return CachedSource.from_store(BarStore(SAMPLE))
+def source(sample_source):
+    return sample_source
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from conftest import SAMPLE
 from trading_system import sessions
 from trading_system.broker.base import OrderRequest
 from trading_system.broker.simulated import SimulatedBroker
-from trading_system.marketdata.cached import CachedSource
 from trading_system.marketdata.store import BarStore
 
 D = dt.date
@@ -23,8 +22,8 @@ FIRST, SECOND = D(2021, 4, 16), D(2021, 4, 19)
 
 
 @pytest.fixture(scope="module")
-def cached():
-    return CachedSource.from_store(BarStore(SAMPLE))
+def cached(sample_source):
+    return sample_source
 
 
 @pytest.mark.parametrize("session", [D(2020, 3, 16), D(2020, 8, 31), D(2021, 4, 20)])
