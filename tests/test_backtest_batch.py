@@ -89,8 +89,8 @@ def test_each_mornings_rescore_is_morning_scores_to_the_bit(cfg, source):
 
 
 def test_a_one_symbol_universe_is_scored_as_the_nightly_scan_scores_it(tmp_path, source):
-    """A one-column panel is summed pairwise by numpy, a wide one row by row: the batch scores such a
-    night alone (here the universe is SPY, the only benchmark, and nothing else)."""
+    """numpy sums a one-column panel pairwise and a wide one row by row; ``panel_metrics`` gives a lone
+    column a neighbour so both agree (here the universe is SPY, the only benchmark, and nothing else)."""
     (tmp_path / "one.csv").write_text("symbol\nSPY\n")
     cfg = load_config(write_config(tmp_path, extra=f"  constituents_file: {tmp_path / 'one.csv'}\n"
                                                    "strategies:\n  benchmarks: {SPY: 1.0}\n"))

@@ -7,9 +7,8 @@ them; here the panels of many nights sit side by side as the columns of one wide
 (``scan_depth`` rows, one column per (night, symbol)), taken straight from the source's
 arrays, and the very same ``panel_metrics`` / ``panel_median`` / ``scan_frame`` of
 ``scoring`` turn them into each night's frame.  Every reduction runs along the rows, so a
-column's figures never depend on its neighbours (one exception, handled: numpy sums a
-one-column panel pairwise, so a night whose universe has a single scored symbol is scored
-alone, as ``score_universe`` scores it): the frames equal ``score_universe``'s to the bit
+column's figures never depend on its neighbours (``panel_metrics`` makes sure of it whatever the
+panel's layout or width): the frames equal ``score_universe``'s to the bit
 (``tests/test_backtest_batch.py`` proves it night by night, and the whole backtest's
 decisions identical, over the 2020 crash and two splits).
 
@@ -145,21 +144,14 @@ class NightlyScans:
             history = np.where(idx >= start[None, :], close[np.maximum(idx, 0)], np.nan)
             columns.append(np.vstack([history, prices[None, :]])[:, scored])
             layout.append([s for s, ok in zip(names, scored) if ok])
-        width = sum(len(names) for names in layout)
-        if width < 2:   # a one-column panel is summed pairwise: score each job apart, as rescore does
-            return [self._scores(c, names) for c, names in zip(columns, layout)]
+        if not columns:
+            return []
         scores = panel_metrics(np.hstack(columns), self._cfg.scoring)["score"]
         out, at = [], 0
         for names in layout:
             out.append({s: v for s, v in zip(names, scores[at:at + len(names)].tolist()) if v == v})
             at += len(names)
         return out
-
-    def _scores(self, panel: np.ndarray, names: list[str]) -> dict[str, float]:
-        if not names:
-            return {}
-        scores = panel_metrics(np.ascontiguousarray(panel), self._cfg.scoring)["score"].tolist()
-        return {s: v for s, v in zip(names, scores) if v == v}
 
     def _score_chunk(self, nights: list[dt.date]) -> dict[dt.date, NightScan]:
         """Each night of ``nights``: its panel columns gathered side by side, scored at once, cut apart."""
@@ -185,14 +177,8 @@ class NightlyScans:
         for j, (night, (start, end, close)) in enumerate(zip(nights, per_night)):
             keep = np.flatnonzero(self._in_universe[night] & (end > start))
             picked = j * width + keep
-            m: dict[str, np.ndarray] = {k: v[picked] for k, v in metrics.items()}
-            dv = medians[picked]
-            if len(keep) == 1:
-                # A one-column panel is contiguous along its rows, and numpy then sums them pairwise,
-                # not row by row: score it alone, as score_universe does, to agree to the bit.
-                m = panel_metrics(np.ascontiguousarray(closes[:, picked]), self._cfg.scoring)
-                dv = panel_median(np.ascontiguousarray(dollars[:, picked]))
-            out[night] = self._frame(night, keep, start, end, close, m, dv)
+            m = {k: v[picked] for k, v in metrics.items()}
+            out[night] = self._frame(night, keep, start, end, close, m, medians[picked])
         return out
 
     def _frame(self, night: dt.date, keep: np.ndarray, start: np.ndarray, end: np.ndarray, close: np.ndarray,

@@ -119,9 +119,14 @@ def panel_metrics(closes: np.ndarray, scoring: ScoringConfig) -> dict[str, np.nd
     figures do not depend on the other columns: the nightly scan and the backtest's batch of
     nights (``prepare.scan_batch``) share this code and agree to the bit.
     """
-    # Row-major, always: numpy sums a reduction along a contiguous axis pairwise, along rows one by one,
-    # so the same column laid out differently (column-major, or alone) could differ in its last bit.
+    # Row-major and at least two columns, always: numpy sums a reduction along a contiguous axis pairwise
+    # and along rows one by one, so the same column laid out differently (column-major, or alone: a
+    # one-column panel is contiguous down its rows) would differ in its last bit.  A lone column gets
+    # a NaN neighbour, so a column's figures never depend on the panel it sits in.
     closes = np.ascontiguousarray(closes, dtype=float)
+    if closes.shape[1] == 1:
+        padded = panel_metrics(np.hstack([closes, np.full_like(closes, np.nan)]), scoring)
+        return {k: v[:1] for k, v in padded.items()}
     L = scoring.lookback
     sharpe, volatility = sharpe_volatility(closes, L, scoring.risk_free_rate, scoring.periods_per_year)
     rsi = wilder_rsi_last(_tail(closes, scoring.rsi_window), scoring.rsi_period)
