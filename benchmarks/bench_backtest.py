@@ -13,8 +13,8 @@ Measured: 52.2 s before the per-night speed-ups, 31.4 s after (same table to the
 With the market context (issue 12) and --no-regime --no-events: 290 s wall (518 sessions, five
 accounts, a shared 2-core machine under load ~3), most of it in prepare's pick levels
 (``levels._pick_panels`` converting the whole Arrow ``date`` column to Python dates each night).
-Issue 13 (2-core machine, quiet): --engine nightly 43.3 s; the batch engine 12.7 s with --workers 0,
-7.8 s with --workers 2 (the default there).
+Issue 13 (2-core machine): --engine nightly 43.3 s; the batch engine 9.1-9.5 s with --workers 0,
+7.8-8.3 s with --workers 2 (the default there; 6.6 s at best).
 """
 
 from __future__ import annotations
