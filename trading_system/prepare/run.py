@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 
 import pandas as pd
@@ -151,8 +152,10 @@ def plan_strategies(cfg: Config, scan: pd.DataFrame, scan_session: dt.date,
     # None for a name the scan could not score (a benchmark with too little history); a NaN must
     # never reach the plan (``where(..., None)`` keeps NaN in a float column under pandas 3)
     held = sorted({s for weights in allocations.values() for s in weights})
-    score = scan["score"].reindex(held)   # only the allocated names' scores are read (NaN when unscored)
-    scores = {s: (None if pd.isna(v) else round(float(v), 6)) for s, v in zip(held, score.tolist())}
+    row = scan.index.get_indexer(held)       # only the allocated names' scores are read (-1: not scanned)
+    score = scan["score"].to_numpy(dtype=float)
+    scores = {s: (None if i < 0 or math.isnan(score[i]) else round(float(score[i]), 6))
+              for s, i in zip(held, row.tolist())}
     strategies = {
         StrategyName(name): Strategy(allocations=weights, note=notes.get(name),
                                      original_scores={s: scores.get(s) for s in weights})
@@ -275,7 +278,9 @@ def check_history(scan: pd.DataFrame, session: dt.date, lookback: int, first_bar
     Raises:
         TooLittleHistory: naming when the bars start, what the scan needs and the first usable night.
     """
-    if scan.empty or not scan["reason"].str.startswith("fewer than").all():
+    # An eligible row (reason "") settles it at once, without reading the reasons.
+    if (scan.empty or scan["eligible"].to_numpy(dtype=bool).any()
+            or not scan["reason"].str.startswith("fewer than").all()):
         return
     first = first_bar()
     usable = first_usable_night(first, lookback)

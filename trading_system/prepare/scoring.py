@@ -24,7 +24,6 @@ Public functions
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -216,13 +215,21 @@ def _median_dollar_volume(codes: np.ndarray, close: np.ndarray, volume: np.ndarr
 
 
 def panel_median(panel: np.ndarray) -> np.ndarray:
-    """Each column's median of a right-aligned panel, NaN padding ignored (NaN for an empty column)."""
+    """Each column's median of a right-aligned panel, NaN padding ignored (NaN for an empty column).
+
+    The middle value of the column's sorted values, or the mean of the two middle ones, ``(low + high)
+    / 2``: ``np.nanmedian`` to the bit (it takes the same two values and halves their sum), without
+    the masked array it builds for a short axis, which costs ten times as much.
+    """
     n = panel.shape[1]
     if not n or not panel.shape[0]:
         return np.full(n, np.nan)
-    with warnings.catch_warnings():  # an all-NaN column (no bar) is NaN, as documented: no warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(panel, axis=0)
+    ordered = np.sort(panel, axis=0)              # NaN sorts last
+    count = np.count_nonzero(~np.isnan(panel), axis=0)
+    columns = np.arange(n)
+    low = ordered[np.maximum(count - 1, 0) // 2, columns]
+    high = ordered[count // 2 - (count == 0), columns]
+    return np.where(count > 0, (low + high) / 2.0, np.nan)
 
 
 def _ineligibility(counts: np.ndarray, last_close: np.ndarray, dollar_volume: np.ndarray,

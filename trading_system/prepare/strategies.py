@@ -27,7 +27,7 @@ _TOLERANCE = 1e-12
 
 def _columns(scan: pd.DataFrame) -> tuple[np.ndarray, ...]:
     """(symbols, pick, bucket, score, sharpe) of a scan frame as numpy arrays, in its row order."""
-    return (np.asarray(scan.index, dtype=object).astype(str), scan["pick"].astype(bool).to_numpy(),
+    return (np.asarray(scan.index, dtype=object).astype(str), scan["pick"].to_numpy(dtype=bool),
             scan["bucket"].to_numpy(dtype=object), scan["score"].to_numpy(dtype=float),
             scan["sharpe"].to_numpy(dtype=float))
 

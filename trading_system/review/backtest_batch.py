@@ -45,7 +45,7 @@ from trading_system.execute.rebalance import Journal
 from trading_system.execute.run import rebalance_session, sizing_prices, traded_weights
 from trading_system.marketdata.base import Quote
 from trading_system.marketdata.cached import CachedSource
-from trading_system.prepare.context.build import evening_context, regime_for
+from trading_system.prepare.context.build import evening_context, regime_for, regimes_for
 from trading_system.prepare.run import check_coverage, check_history, plan_strategies
 from trading_system.prepare.scan_batch import CHUNK, NightlyScans, RescoreJob
 from trading_system.prepare.universe import build_universe
@@ -142,16 +142,19 @@ class BatchNights:
                 pass
 
     def compute(self, nights: list[dt.date]) -> ChunkResult:
-        """The evenings of ``nights`` for every scanning account, then the next mornings' re-scores
-        of their plans in one pass (``NightlyScans.rescore``), as ``morning_scores`` makes them
-        (their ``history`` left empty: the batch engine reads only the quotes and the scores)."""
+        """The evenings of ``nights`` for every scanning account (the nights' regimes computed together,
+        ``regimes_for``; a night whose regime is unavailable and required fails alone), then the next
+        mornings' re-scores of their plans in one pass (``NightlyScans.rescore``), as ``morning_scores``
+        makes them (their ``history`` left empty: the batch engine reads only the quotes and the scores)."""
         out: ChunkResult = []
         wanted: dict[tuple[str, dt.date], EveningPlan] = {}
+        regimes = {name: dict(zip(nights, regimes_for(cfg, self._source, nights)))
+                   for name, cfg in self._configs.items()}
         for night in nights:
             plans: dict[str, Outcome] = {}
             for name, cfg in self._configs.items():
                 try:
-                    plans[name] = plan = self.plan(cfg, night)
+                    plans[name] = plan = self.plan(cfg, night, regimes[name][night])
                 except PrepError as exc:
                     plans[name] = exc
                     continue
@@ -179,8 +182,9 @@ class BatchNights:
             out[key] = MorningScores(quotes=quotes, scores=scores, history=pd.DataFrame())
         return out
 
-    def plan(self, cfg: Config, night: dt.date) -> EveningPlan:
-        """The plan ``run_prepare`` would write with ``cfg`` as of ``night``'s 20:00 ET.
+    def plan(self, cfg: Config, night: dt.date, regime: RegimeRecord | None = None) -> EveningPlan:
+        """The plan ``run_prepare`` would write with ``cfg`` as of ``night``'s 20:00 ET (``regime``: its
+        record when computed ahead, ``regimes_for``; else computed here).
 
         Raises:
             DataError / TooLittleHistory: as ``run_prepare`` (coverage, history, a required gate).
@@ -191,10 +195,10 @@ class BatchNights:
         check_coverage(scanned.have_bar, universe, night, cfg.data.min_coverage, self._source.name)
         scan = scanned.frame.copy()
         check_history(scan, night, cfg.scoring.lookback, lambda: scanned.first_bar or night)
-        context = evening_context(cfg, self._source, scan, night, target, universe)
+        context = evening_context(cfg, self._source, scan, night, target, universe, regime)
         plan_id, strategies = plan_strategies(cfg, scan, night, target)
-        picks = scan[scan["pick"]]
-        closes = dict(zip(picks.index.astype(str).tolist(), picks["close"].astype(float).tolist()))
+        pick = scan["pick"].to_numpy(dtype=bool)
+        closes = dict(zip(scan.index[pick].astype(str).tolist(), scan["close"].to_numpy(dtype=float)[pick].tolist()))
         return EveningPlan(plan_id=plan_id, strategies=strategies, closes=closes, regime=context.regime,
                            removed=sorted(context.events.removed))
 

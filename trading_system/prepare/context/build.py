@@ -45,35 +45,68 @@ def regime_for(cfg: Config, source: MarketData, session: dt.date) -> RegimeRecor
     Raises:
         DataError: the regime is unavailable and ``regime.required`` is true.
     """
-    from trading_system.marketdata.polygon import NotEntitledError
+    return checked_regime(cfg, session, regimes_for(cfg, source, [session])[0])
 
+
+def regimes_for(cfg: Config, source: MarketData, nights: list[dt.date]) -> list[RegimeRecord]:
+    """The regime record of each of ``nights`` (sorted), as :func:`regime_for` makes it one night at a
+    time, before its ``regime.required`` check (:func:`checked_regime`): the index closes are read
+    once for all of them and each night's figures come from its own ``REGIME_DAYS`` window
+    (``regime.assess``).  A night whose window lacks the trend index or the VIX uses the proxies."""
     rc = cfg.regime
     if not rc.enabled:
-        return RegimeRecord(status="off", note="regime.enabled is false")
+        return [RegimeRecord(status="off", note="regime.enabled is false") for _ in nights]
+    from trading_system.marketdata.polygon import NotEntitledError
+
     wanted = [*INDEX_PROXIES, VIX]
-    why_proxies = None
+    why: list[str | None]
     try:
-        closes = source.index_closes(wanted, session - dt.timedelta(days=REGIME_DAYS), session)
-        if any(t not in closes or closes[t].empty for t in (rc.trend_index, VIX)):
-            why_proxies = f"the {source.name} data has no {rc.trend_index} / {VIX} bars"
+        closes = source.index_closes(wanted, nights[0] - dt.timedelta(days=REGIME_DAYS), nights[-1])
+        missing = [_lacks(closes.get(t), nights) for t in (rc.trend_index, VIX)]
+        why = [f"the {source.name} data has no {rc.trend_index} / {VIX} bars" if any(m[j] for m in missing) else None
+               for j in range(len(nights))]
     except NotEntitledError:
-        why_proxies = "the key is not entitled to Polygon's indices"
+        why = ["the key is not entitled to Polygon's indices"] * len(nights)
     except DataError as exc:
-        why_proxies = f"the index bars could not be read ({exc})"
-    if why_proxies is None:
-        record = assess(closes, session, rc, proxies=False, source=f"indices {', '.join(wanted)} ({source.name})")
-    else:
-        source_text = (f"ETF proxies SPY, QQQ, IWM, and SPY's {rc.proxy_volatility_window}-session realised "
-                       f"volatility for the VIX ({why_proxies})")
-        try:
-            record = assess(_proxy_closes(source, session), session, rc, proxies=True, source=source_text)
-        except DataError as exc:  # its own words speak of the scan's session, not of this gate
-            log.warning("regime: the ETF proxies' bars could not be read: %s", exc)
-            record = RegimeRecord(status="unavailable", source=source_text,
-                                  note=f"the ETF proxies' bars could not be read ({exc.__class__.__name__}; "
-                                       "details in the log)")
+        why = [f"the index bars could not be read ({exc})"] * len(nights)
+    on_indices = [n for n, w in zip(nights, why) if w is None]
+    found = dict(zip(on_indices, assess(closes, on_indices, rc, proxies=False, days=REGIME_DAYS,
+                                        source=f"indices {', '.join(wanted)} ({source.name})"))) if on_indices else {}
+    return [found[n] if w is None else _proxy_regime(cfg, source, n, w) for n, w in zip(nights, why)]
+
+
+def _lacks(series: pd.Series | None, nights: list[dt.date]) -> list[bool]:
+    """Per night: whether ``series`` has no close in its ``REGIME_DAYS`` window."""
+    if series is None or series.empty:
+        return [True] * len(nights)
+    dates = series.index
+    end = dates.searchsorted(nights, side="right")
+    start = dates.searchsorted([n - dt.timedelta(days=REGIME_DAYS) for n in nights], side="left")
+    return [bool(e <= s) for s, e in zip(start, end)]
+
+
+def _proxy_regime(cfg: Config, source: MarketData, session: dt.date, why_proxies: str) -> RegimeRecord:
+    """The regime of ``session`` from the ETF proxies, the source saying why (``why_proxies``)."""
+    rc = cfg.regime
+    source_text = (f"ETF proxies SPY, QQQ, IWM, and SPY's {rc.proxy_volatility_window}-session realised "
+                   f"volatility for the VIX ({why_proxies})")
+    try:
+        return assess(_proxy_closes(source, session), [session], rc, proxies=True, source=source_text)[0]
+    except DataError as exc:  # its own words speak of the scan's session, not of this gate
+        log.warning("regime: the ETF proxies' bars could not be read: %s", exc)
+        return RegimeRecord(status="unavailable", source=source_text,
+                            note=f"the ETF proxies' bars could not be read ({exc.__class__.__name__}; "
+                                 "details in the log)")
+
+
+def checked_regime(cfg: Config, session: dt.date, record: RegimeRecord) -> RegimeRecord:
+    """``record``, the regime of ``session``, once ``regime.required`` has been honoured.
+
+    Raises:
+        DataError: the regime is unavailable and ``regime.required`` is true.
+    """
     if record.status == "unavailable":
-        if rc.required:
+        if cfg.regime.required:
             raise DataError(f"the market regime is unavailable for session {session} ({record.note}) and "
                             "regime.required is true, so no plan was written.")
         log.warning("regime unavailable for %s: %s", session, record.note)
@@ -90,10 +123,12 @@ def regime_line(record: RegimeRecord) -> str:
 
 
 def evening_context(cfg: Config, source: MarketData, scan: pd.DataFrame, scan_session: dt.date,
-                    target: dt.date, universe: list[str]) -> ContextRecord:
+                    target: dt.date, universe: list[str], regime: RegimeRecord | None = None) -> ContextRecord:
     """The regime and the earnings gate of the night (levels come later, see :func:`with_levels`).
 
-    Requires: ``scan`` as ``score_universe`` returns it (index symbol, ``pick``).
+    Requires: ``scan`` as ``score_universe`` returns it (index symbol, ``pick``).  ``regime``: the
+    night's record from :func:`regimes_for` when it was computed ahead with other nights (the
+    backtest's batch engine); by default it is computed here (:func:`regime_for`).
     Sets: ``scan["pick"]`` False (in place) for each pick the earnings gate removes, before the
     strategies are built; the record says why.
 
@@ -103,12 +138,13 @@ def evening_context(cfg: Config, source: MarketData, scan: pd.DataFrame, scan_se
     from trading_system.marketdata.earnings import make_earnings
     from trading_system.prepare.context.events import earnings_gate
 
-    regime = regime_for(cfg, source, scan_session)
+    regime = (regime_for(cfg, source, scan_session) if regime is None
+              else checked_regime(cfg, scan_session, regime))
     # The provider reads its file or asks Polygon on its first question, inside the gate, which turns
     # an unanswered question into ``unavailable`` (or a DataError when events.required).
     events, removed = earnings_gate(scan, scan_session, target, make_earnings(cfg), cfg.events, universe)
-    if removed:
-        scan.loc[sorted(removed), "pick"] = False
+    if removed:  # every removed name is a pick, so in the index
+        scan["pick"] = scan["pick"].to_numpy(dtype=bool) & ~scan.index.isin(sorted(removed))
     if events.status == "unavailable":
         log.warning("earnings gate unavailable for %s: %s", target, events.note)
     return ContextRecord(regime=regime, events=events)

@@ -100,16 +100,17 @@ def earnings_gate(scan: pd.DataFrame, scan_session: dt.date, target: dt.date, pr
     if cfg.provider == "none":
         return _off("events.provider is none: no pick was checked for earnings.", source=provider.name)
     window = earnings_window(scan_session, target, cfg.within_sessions)
-    symbols = sorted(set(universe) | {str(s) for s in scan.index})
+    scored = [str(s) for s in scan.index.tolist()]
+    symbols = sorted(set(universe).union(scored))
     answer = _ask(provider, symbols, window, cfg)
     if isinstance(answer, EventsRecord):
         return answer, set()
-    picks = {str(s) for s in scan.index[scan["pick"].astype(bool)]}
+    picks = {s for s, pick in zip(scored, scan["pick"].to_numpy(dtype=bool).tolist()) if pick}
     removed: dict[str, str] = {}
     for report in answer.reports:  # sorted by session: the first that counts is the reason
         if report.symbol in picks and report.symbol not in removed and counts(report, scan_session, window):
             removed[report.symbol] = reason(report, target)
-    unknown = sorted({str(s) for s in scan.index} - answer.covered)
+    unknown = sorted(set(scored) - answer.covered)
     note = (f"{len(unknown)} scored names have no earnings data from {answer.source} (listed in unknown): "
             "their reports are unknown, not absent." if unknown else None)
     events = [EarningsEvent(symbol=r.symbol, date=r.session, time=r.time, source=answer.source)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,17 +34,54 @@ INDEX_PROXIES: dict[str, str] = {"I:SPX": "SPY", "I:NDX": "QQQ", "I:RUT": "IWM"}
 VIX = "I:VIX"
 
 
-def _index_inputs(closes: pd.Series, cfg: RegimeConfig) -> dict[str, float | bool | None]:
-    """close, sma, above_sma, ema stack, drawdown of one index's closes (oldest first)."""
+def _windows(dates: pd.Index, sessions: Sequence[dt.date], days: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) rows of each session's window of a series dated ``dates`` (ascending): the closes
+    dated in [session - ``days``, session], or every close dated <= session when ``days`` is None."""
+    end = dates.searchsorted(list(sessions), side="right")
+    if days is None:
+        return np.zeros(len(end), dtype=np.int64), np.asarray(end, dtype=np.int64)
+    start = dates.searchsorted([s - dt.timedelta(days=days) for s in sessions], side="left")
+    return np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
+
+
+def _tails(values: np.ndarray, start: np.ndarray, end: np.ndarray, depth: int) -> np.ndarray:
+    """``(windows, depth)``: row j holds the last ``depth`` values of window j, right-aligned, NaN
+    before its start.  Each row is contiguous, so a row's sum is the one numpy (and pandas) gives
+    the same values alone (pairwise)."""
+    idx = end[:, None] - depth + np.arange(depth)[None, :]
+    return np.where(idx >= start[:, None], values[np.maximum(idx, 0)], np.nan)
+
+
+def _index_figures(values: np.ndarray, start: np.ndarray, end: np.ndarray,
+                   cfg: RegimeConfig) -> list[dict[str, float | bool | None]]:
+    """close, sma, above_sma, the EMAs and their stack, drawdown, of each window (rows [start, end) of
+    one index's closes, oldest first, at least one close each).
+
+    pandas to the bit, as one window alone gives them: the SMA is ``Series.mean`` of the last
+    ``sma_window`` closes (NaN skipped; their sum pairwise, by rows), the EMAs ``ewm(span=n,
+    adjust=False)`` on the whole window (every window a column of one frame, NaN above its first
+    close, which the recursion skips), the high ``Series.max`` of the last ``high_window``.
+    """
     a, b, c = cfg.ema_windows
-    last = float(closes.iloc[-1])
-    sma = float(closes.iloc[-cfg.sma_window:].mean()) if len(closes) >= cfg.sma_window else None
-    emas = [float(closes.ewm(span=n, adjust=False).mean().iloc[-1]) if len(closes) >= n else None for n in (a, b, c)]
-    high = float(closes.iloc[-cfg.high_window:].max())
-    return {"close": last, "sma": sma, "above_sma": None if sma is None else last > sma,
-            f"ema{a}": emas[0], f"ema{b}": emas[1], f"ema{c}": emas[2],
-            "ema_stack": None if None in emas else emas[0] > emas[1] > emas[2],  # type: ignore[operator]
-            "drawdown": 1.0 - last / high}
+    length, last = end - start, values[end - 1]
+    tail = _tails(values, start, end, cfg.sma_window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sma = np.where(np.isnan(tail), 0.0, tail).sum(axis=1) / np.count_nonzero(~np.isnan(tail), axis=1)
+    frame = pd.DataFrame(_tails(values, start, end, int(length.max())).T)
+    emas = [frame.ewm(span=n, adjust=False).mean().to_numpy()[-1] for n in (a, b, c)]
+    with warnings.catch_warnings():  # an all-NaN tail's high is NaN, as pandas gives it: no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        high = np.nanmax(_tails(values, start, end, cfg.high_window), axis=1)
+    out: list[dict[str, float | bool | None]] = []
+    for j in range(len(start)):
+        avg = float(sma[j]) if length[j] >= cfg.sma_window else None
+        e = [float(ema[j]) if length[j] >= n else None for ema, n in zip(emas, (a, b, c))]
+        close = float(last[j])
+        out.append({"close": close, "sma": avg, "above_sma": None if avg is None else close > avg,
+                    f"ema{a}": e[0], f"ema{b}": e[1], f"ema{c}": e[2],
+                    "ema_stack": None if None in e else e[0] > e[1] > e[2],  # type: ignore[operator]
+                    "drawdown": 1.0 - close / float(high[j])})
+    return out
 
 
 def realised_volatility(closes: pd.Series, window: int) -> pd.Series:
@@ -52,33 +91,64 @@ def realised_volatility(closes: pd.Series, window: int) -> pd.Series:
     return returns.rolling(window).std(ddof=1) * math.sqrt(252) * 100.0
 
 
-def _vix_inputs(vix: pd.Series, cfg: RegimeConfig) -> dict[str, float | bool | None]:
-    """The VIX (or its proxy) close and its percentile among the last ``vix_percentile_window`` closes."""
-    vix = vix.dropna()
-    if vix.empty:
-        return {"vix": None, "vix_percentile": None}
-    window = vix.iloc[-cfg.vix_percentile_window:]
-    last = float(vix.iloc[-1])
-    return {"vix": last, "vix_percentile": float((window <= last).mean())}
+def _vix_figures(values: np.ndarray, start: np.ndarray, end: np.ndarray,
+                 cfg: RegimeConfig) -> list[dict[str, float | bool | None]]:
+    """The VIX (or its proxy) close and its percentile among the last ``vix_percentile_window``
+    closes, of each window of a NaN-free series (None, None for an empty window)."""
+    out: list[dict[str, float | bool | None]] = []
+    for first, stop in zip(start.tolist(), end.tolist()):
+        if stop <= first:
+            out.append({"vix": None, "vix_percentile": None})
+            continue
+        window = values[max(first, stop - cfg.vix_percentile_window):stop]
+        last = float(values[stop - 1])
+        out.append({"vix": last, "vix_percentile": np.count_nonzero(window <= last) / len(window)})
+    return out
 
 
-def regime_inputs(closes: dict[str, pd.Series], cfg: RegimeConfig, proxies: bool) -> dict[str, float | bool | None]:
-    """Every input, flat: ``"I:SPX.close"``, ``"I:SPX.drawdown"`` ..., ``"vix"``, ``"vix_percentile"``.
+def regime_inputs(closes: Mapping[str, pd.Series], sessions: Sequence[dt.date], cfg: RegimeConfig, proxies: bool,
+                  days: int | None = None) -> list[dict[str, float | bool | None]]:
+    """Every input of each session, flat: ``"I:SPX.close"``, ``"I:SPX.drawdown"`` ..., ``"vix"``,
+    ``"vix_percentile"``.
 
-    ``closes``: ticker -> closes dated <= the session, oldest first (index tickers, or with
-    ``proxies`` the ETFs; the VIX then comes from SPY's realised volatility).
+    ``closes``: ticker -> closes indexed by date, oldest first (index tickers, or with ``proxies``
+    the ETFs; the VIX then comes from SPY's realised volatility); each session reads those dated in
+    [session - ``days``, session] (``days`` None: all those dated <= session).  Every session's
+    figures are those of its own window, computed together: the same as one session at a time.
     """
-    out: dict[str, float | bool | None] = {}
+    out: list[dict[str, float | bool | None]] = [{} for _ in sessions]
     for index, proxy in INDEX_PROXIES.items():
         ticker = proxy if proxies else index
-        if ticker in closes and len(closes[ticker]):
-            out.update({f"{ticker}.{k}": v for k, v in _index_inputs(closes[ticker], cfg).items()})
-    if proxies:
-        spy = closes.get("SPY")
-        vix = realised_volatility(spy, cfg.proxy_volatility_window) if spy is not None else pd.Series(dtype=float)
-    else:
-        vix = closes.get(VIX, pd.Series(dtype=float))
-    out.update(_vix_inputs(vix, cfg))
+        series = closes.get(ticker)
+        if series is None:
+            continue
+        start, end = _windows(series.index, sessions, days)
+        some = np.flatnonzero(end > start)
+        if len(some):
+            figures = _index_figures(series.to_numpy(dtype=float), start[some], end[some], cfg)
+            for j, f in zip(some.tolist(), figures):
+                out[j].update({f"{ticker}.{k}": v for k, v in f.items()})
+    for j, vix in enumerate(_vix_windows(closes, sessions, cfg, proxies, days)):
+        out[j].update(vix)
+    return out
+
+
+def _vix_windows(closes: Mapping[str, pd.Series], sessions: Sequence[dt.date], cfg: RegimeConfig, proxies: bool,
+                 days: int | None) -> list[dict[str, float | bool | None]]:
+    """``_vix_figures`` of each session: the VIX's closes, or SPY's realised volatility over each
+    session's own window of SPY closes (the rolling deviation depends on where its series starts)."""
+    if not proxies:
+        vix = closes.get(VIX, pd.Series(dtype=float)).dropna()
+        start, end = _windows(vix.index, sessions, days)
+        return _vix_figures(vix.to_numpy(dtype=float), start, end, cfg)
+    spy = closes.get("SPY")
+    if spy is None:
+        return [{"vix": None, "vix_percentile": None} for _ in sessions]
+    start, end = _windows(spy.index, sessions, days)
+    out = []
+    for first, stop in zip(start.tolist(), end.tolist()):
+        proxy = realised_volatility(spy.iloc[first:stop], cfg.proxy_volatility_window).dropna().to_numpy(dtype=float)
+        out += _vix_figures(proxy, np.array([0]), np.array([len(proxy)]), cfg)
     return out
 
 
@@ -112,29 +182,45 @@ def classify(inputs: dict[str, float | bool | None], trend: str, cfg: RegimeConf
     return "NEUTRAL", why
 
 
-def assess(closes: dict[str, pd.Series], session: dt.date, cfg: RegimeConfig, proxies: bool, source: str
-           ) -> RegimeRecord:
-    """The regime record of ``session``: state, inputs, reasons, exposure and the imposed strategy.
+def assess(closes: Mapping[str, pd.Series], sessions: Sequence[dt.date], cfg: RegimeConfig, proxies: bool,
+           source: str, days: int | None = None) -> list[RegimeRecord]:
+    """The regime record of each session: state, inputs, reasons, exposure and the imposed strategy.
 
-    Requires: ``closes`` dated <= ``session`` (the caller clamps). The trend index (or its proxy)
-    or the VIX without a close on ``session`` makes the regime ``unavailable`` (a stale input is not
-    a verdict).
+    Requires: ``closes`` by ticker, indexed by date, oldest first; each session reads those dated in
+    [session - ``days``, session] (``days`` None: all those dated <= session), as
+    :func:`regime_inputs`.  The trend index (or its proxy) or the VIX without a close on the session
+    makes its regime ``unavailable`` (a stale input is not a verdict).
     """
     trend = INDEX_PROXIES[cfg.trend_index] if proxies else cfg.trend_index
-    series = closes.get(trend)
-    if series is None or series.empty or series.index[-1] != session:
-        last = None if series is None or series.empty else series.index[-1]
-        return RegimeRecord(status="unavailable", source=source,
-                            note=f"no {trend} close for session {session} (last: {last or 'none'})")
-    vix = closes.get(VIX)
-    if not proxies and (vix is None or vix.dropna().empty or vix.dropna().index[-1] != session):
-        last = None if vix is None or vix.dropna().empty else vix.dropna().index[-1]
-        return RegimeRecord(status="unavailable", source=source,
-                            note=f"no {VIX} close for session {session} (last: {last or 'none'})")
-    inputs = regime_inputs(closes, cfg, proxies)
-    state, reasons = classify(inputs, trend, cfg)
-    if state is None:
-        return RegimeRecord(status="unavailable", source=source, inputs=inputs, note="; ".join(reasons))
-    imposed = StrategyName.BUY_HOLD if state == "RISK_OFF" and cfg.risk_off_strategy == "BUY_HOLD" else None
-    return RegimeRecord(status="ok", state=state, source=source, inputs=inputs, reasons=reasons,
-                        exposure=cfg.exposure(state), strategy=imposed)
+    stale = [_stale(closes.get(trend), sessions, trend, days)]
+    if not proxies:
+        vix = closes.get(VIX)
+        stale.append(_stale(None if vix is None else vix.dropna(), sessions, VIX, days))
+    ready = [j for j in range(len(sessions)) if not any(s[j] for s in stale)]
+    inputs = dict(zip(ready, regime_inputs(closes, [sessions[j] for j in ready], cfg, proxies, days)))
+    out = []
+    for j in range(len(sessions)):
+        note = next((s[j] for s in stale if s[j]), None)
+        if note is not None:
+            out.append(RegimeRecord(status="unavailable", source=source, note=note))
+            continue
+        state, reasons = classify(inputs[j], trend, cfg)
+        if state is None:
+            out.append(RegimeRecord(status="unavailable", source=source, inputs=inputs[j], note="; ".join(reasons)))
+            continue
+        imposed = StrategyName.BUY_HOLD if state == "RISK_OFF" and cfg.risk_off_strategy == "BUY_HOLD" else None
+        out.append(RegimeRecord(status="ok", state=state, source=source, inputs=inputs[j], reasons=reasons,
+                                exposure=cfg.exposure(state), strategy=imposed))
+    return out
+
+
+def _stale(series: pd.Series | None, sessions: Sequence[dt.date], ticker: str, days: int | None) -> list[str | None]:
+    """Per session: why ``ticker`` has no close on it (its window's last close is another day, or
+    there is none), or None."""
+    if series is None or series.empty:
+        return [f"no {ticker} close for session {s} (last: none)" for s in sessions]
+    start, end = _windows(series.index, sessions, days)
+    dates = series.index
+    return [None if stop > first and dates[stop - 1] == s else
+            f"no {ticker} close for session {s} (last: {dates[stop - 1] if stop > first else 'none'})"
+            for s, first, stop in zip(sessions, start.tolist(), end.tolist())]
