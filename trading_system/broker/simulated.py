@@ -77,6 +77,7 @@ class SimulatedBroker:
         self._session = session
         self._opens: dict[str, float] | None = None
         self._split_list: list | None = None
+        self._split_days: list[dt.date] = []
         self._positions: dict[str, Position] | None = None   # get_positions' answer until a fill or a move
         self._state = self._load(starting_cash)
         # Frozen Order objects beside the stored dicts, found by client id and by symbol:
@@ -147,7 +148,10 @@ class SimulatedBroker:
             if self._split_list is None:  # (date, symbol, ratio), read once: pandas compares dates slowly
                 sp = self._store.splits()
                 self._split_list = sorted(zip(sp["date"], sp["symbol"], sp["ratio"]))
-            due = [(sym, ratio) for day, sym, ratio in self._split_list if last < day <= self._session]
+                self._split_days = [day for day, _sym, _ratio in self._split_list]
+            # the splits dated in (last, session], in the list's order: two binary searches
+            due = [(sym, ratio) for _day, sym, ratio in self._split_list[
+                bisect.bisect_right(self._split_days, last):bisect.bisect_right(self._split_days, self._session)]]
             for sym, ratio in due:
                 if sym in self._state["positions"]:
                     self._state["positions"][sym] = round(self._state["positions"][sym] * ratio, 9)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
@@ -226,7 +227,7 @@ class KillSwitch:
     path: Path
 
     def check(self, orders: Sequence[PlannedOrder], equity: float = 0.0) -> list[Refusal]:
-        if self.path.exists():
+        if os.path.exists(self.path):   # a stat per order (os.path: a third of pathlib's cost)
             return [Refusal(f"kill switch {self.path} is present; remove it to allow orders", rule="kill switch")]
         return []
 

@@ -8,6 +8,16 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from trading_system.errors import ConfigError
+
+
+class NotEntitledError(ConfigError):
+    """HTTP 403: the key's plan does not include this endpoint or data (fatal, never retried).
+
+    Raised by the Polygon client (``marketdata.polygon``); defined here, with the boundary, so that
+    the code that reacts to it (the regime's fallback, the earnings gate) need not import the
+    HTTP client."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Quote:

@@ -26,10 +26,11 @@ import pandas as pd
 
 from trading_system import sessions
 from trading_system.errors import DataError
-from trading_system.marketdata.polygon import NotEntitledError, PolygonClient
+from trading_system.marketdata.base import NotEntitledError
 
 if TYPE_CHECKING:
     from trading_system.config import Config
+    from trading_system.marketdata.polygon import PolygonClient
 
 BENZINGA_EARNINGS = "/benzinga/v1/earnings"
 PAGE_LIMIT = 1000          # rows per page asked of Benzinga (its maximum is 50,000; default 100)
@@ -356,5 +357,7 @@ def make_earnings(cfg: Config, polygon_client: Callable[[], PolygonClient] | Non
         default = Path(cfg.data.sample_dir) / "earnings.csv"   # beside the sample's bars, like its index bars
         return CsvEarnings(cfg.path(cfg.events.file or str(default)))
     if provider == "polygon":
+        from trading_system.marketdata.polygon import PolygonClient  # the HTTP client, only when asked for
+
         return PolygonEarnings(polygon_client() if polygon_client else PolygonClient.from_env(cfg.polygon))
     return NoEarnings()

@@ -32,6 +32,7 @@ import urllib3.exceptions
 
 from trading_system.config import PolygonConfig, secret
 from trading_system.errors import ConfigError, DataError
+from trading_system.marketdata.base import NotEntitledError
 from trading_system.marketdata.ratelimit import TokenBucket
 from trading_system.sessions import ET
 
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.polygon.io"
 RETRY_STATUS = {413, 429, 499, 500, 502, 503, 504}  # the official client's list (A7)
 MAX_PAGES = 1000  # next_url loops are bounded
-
-
-class NotEntitledError(ConfigError):
-    """HTTP 403: the key's plan does not include this endpoint or data (fatal, never retried)."""
 
 
 class NotPublishedError(DataError):

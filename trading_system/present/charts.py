@@ -50,6 +50,17 @@ def colour(account: str) -> str:
     return _SPARE[zlib.crc32(account.encode()) % len(_SPARE)]
 
 
+def preload() -> None:
+    """Import matplotlib's figure and Agg canvas now (about half a second), ahead of drawing.
+
+    ``prep backtest`` calls it as its first session begins: its worker processes are then computing
+    the first nights and the backtest's own process would only wait for them, so the import costs
+    no time there (and the same time as later, with no workers).
+    """
+    import matplotlib.figure  # noqa: F401
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+
+
 def _save(fig, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -34,7 +34,7 @@ from trading_system.errors import BadInputError
 from trading_system.marketdata.cached import CachedSource
 from trading_system.prepare.discovery import HISTORY_DAYS
 from trading_system.prepare.run import TooLittleHistory
-from trading_system.present.charts import equity_chart
+from trading_system.present.charts import equity_chart, preload
 from trading_system.progress import Reporter
 from trading_system.review.backtest import (
     BUY_HOLD,
@@ -298,6 +298,7 @@ def backtest_command(cfg: Config, clock: sessions.Clock, console: Console, start
     def step(stage: str, as_of: dt.datetime, done: int, total: int) -> None:
         nonlocal begun
         if not begun:  # the first step comes after the range and the data were checked
+            preload()   # the chart's library, while the workers compute the first nights
             reporter.begin(total, f"{start} to {end}")
             begun = True
         reporter.update(done, f"session {as_of:%Y-%m-%d}" if stage == "marked" else f"{stage} {as_of:%Y-%m-%d %H:%M}")

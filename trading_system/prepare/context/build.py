@@ -16,7 +16,7 @@ import pandas as pd
 
 from trading_system.config import Config
 from trading_system.errors import DataError
-from trading_system.marketdata.base import MarketData
+from trading_system.marketdata.base import MarketData, NotEntitledError
 from trading_system.prepare.context.regime import INDEX_PROXIES, VIX, assess
 from trading_system.state.plan import ContextRecord, EventsRecord, Plan, RegimeRecord
 from trading_system.vocabulary import StrategyName
@@ -56,8 +56,6 @@ def regimes_for(cfg: Config, source: MarketData, nights: list[dt.date]) -> list[
     rc = cfg.regime
     if not rc.enabled:
         return [RegimeRecord(status="off", note="regime.enabled is false") for _ in nights]
-    from trading_system.marketdata.polygon import NotEntitledError
-
     wanted = [*INDEX_PROXIES, VIX]
     why: list[str | None]
     try:
