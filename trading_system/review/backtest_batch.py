@@ -130,17 +130,6 @@ class BatchNights:
             raise value
         return value
 
-    def warm(self) -> None:
-        """The first night's plans, thrown away: what they load and cache (the earnings file, the index
-        bars, the calendar's lookups, the first chunk's scans) is then in this process's memory.  A
-        failure is left for the night itself to raise."""
-        night = self.chunks[0][0]
-        for cfg in self._configs.values():
-            try:
-                self.plan(cfg, night)
-            except PrepError:
-                pass
-
     def compute(self, nights: list[dt.date]) -> ChunkResult:
         """The evenings of ``nights`` for every scanning account (the nights' regimes computed together,
         ``regimes_for``; a night whose regime is unavailable and required fails alone), then the next

@@ -64,9 +64,8 @@ class EveningWorkers:
     its own ``fetch`` back."""
 
     def __init__(self, batch: BatchNights, workers: int):
-        # The first night's plans here, before the fork: every worker inherits what they loaded and
-        # cached once (the earnings file, the index bars, the calendar's lookups, the first scans).
-        batch.warm()
+        # Nothing is computed here first: the first chunk's scans would keep this process busy while
+        # the workers wait.  Each worker reads the earnings file and the index bars itself (~40 ms).
         self._batch, self._own = batch, batch.fetch
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(batch,))
