@@ -11,7 +11,10 @@ the nightly engine).
 A night that fails (``DataError``, ``TooLittleHistory``...) comes back as that night's outcome and is
 raised when the main process reaches it, as the in-process engine raises it.  A worker that dies
 (killed, out of memory) or a chunk that overruns ``CHUNK_SECONDS`` is a ``RunFailure`` naming the
-nights.  Workers leave when the backtest's process dies (``exit_with_parent``).  Without ``fork``
+nights.  (Known limit of CPython's pool: a worker killed in the millisecond it spends writing a chunk's
+results leaves the pool reading the rest of them forever; that chunk's wait still ends at
+``CHUNK_SECONDS`` with the RunFailure, but the process may then need an interrupt to exit.)
+Workers leave when the backtest's process dies (``exit_with_parent``).  Without ``fork``
 (not Linux) or with ``workers`` 0, the engine computes in-process.
 """
 
