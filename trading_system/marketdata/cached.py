@@ -74,7 +74,7 @@ class CachedSource:
         self._s_ratio = sp["ratio"].to_numpy(dtype=float)[order]
         self._factor_key: int | None = None
         self._factor = np.ones(len(self._day))
-        self._by_day: dict[int, np.ndarray] = {}
+        self._by_day: tuple[np.ndarray, np.ndarray] | None = None   # (rows sorted by day, their days)
         self._last_session: tuple[dt.date, pd.DataFrame] | None = None
         self._last_read: tuple[tuple, pd.DataFrame] | None = None
         self.factor_rebuilds = 0
@@ -291,12 +291,13 @@ class CachedSource:
         return dict(self._opens[1])
 
     def _session_rows(self, session: dt.date) -> np.ndarray:
+        """The rows dated ``session``, ascending: a slice of the rows sorted by day (sorted once)."""
+        if self._by_day is None:
+            order = np.argsort(self._day, kind="stable")      # stable: each day's rows stay ascending
+            self._by_day = (order, self._day[order])
+        order, days = self._by_day
         day = _day(session)
-        rows = self._by_day.get(day)
-        if rows is None:
-            rows = np.flatnonzero(self._day == day)
-            self._by_day[day] = rows
-        return rows
+        return order[np.searchsorted(days, day, side="left"):np.searchsorted(days, day, side="right")]
 
     def closes(self, session: dt.date, symbols: list[str]) -> dict[str, float]:
         """Each symbol's last close on or before ``session``, on that session's share basis (dollars).
