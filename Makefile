@@ -30,7 +30,7 @@ run: $(STAMP)
 # PYTHONDONTWRITEBYTECODE= : pytest keeps its rewritten test modules and every `prep` subprocess its compiled
 # modules in __pycache__ (git-ignored) even where the environment sets it; a second run collects in half the time.
 test: $(STAMP)
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # ruff (pyflakes, pycodestyle, isort, bugbear, complexity <= 12), the import layers (import-linter) and
 # mypy on the whole package

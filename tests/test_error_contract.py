@@ -63,16 +63,17 @@ def test_item10_unreadable_config_is_config_error(tmp_path, monkeypatch):
         load_config(path)
 
 
-def test_item10_crash_while_loading_config_prints_no_traceback(tmp_path):
-    # A bug before any log file exists must not reach logging's last-resort handler (stderr).
+def test_item10_crash_while_loading_config_prints_no_traceback(tmp_path, forks):
+    # A bug before any log file exists must not reach logging's last-resort handler (stderr).  A process of
+    # its own (a child of the fork server: what it prints while it runs is the subject, not its start-up).
     write_config(tmp_path)
-    driver = ("import sys, trading_system.config as c\n"
-              "def boom(path):\n    raise RuntimeError('a bug in the config loader')\n"
-              "c.load_config = boom\n"
-              "from trading_system.cli import main\n"
-              "main(sys.argv[1:])\n")
-    r = subprocess.run([sys.executable, "-c", driver, "--config", str(tmp_path / "config.yaml"), "status"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    driver = tmp_path / "driver.py"
+    driver.write_text("import sys, trading_system.config as c\n"
+                      "def boom(path):\n    raise RuntimeError('a bug in the config loader')\n"
+                      "c.load_config = boom\n"
+                      "from trading_system.cli import main\n"
+                      "main(sys.argv[1:])\n")
+    r = forks.run([driver, "--config", tmp_path / "config.yaml", "status"], tmp_path, dict(os.environ), timeout=90)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines() == [

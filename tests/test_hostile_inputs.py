@@ -8,7 +8,8 @@ thing in a fresh workspace (``folder`` holds a working ``config.yaml`` over the 
 ``plans`` are real plans made by the CLI, as JSON dicts you may edit), then append a ``Case`` with
 the command's arguments, the exit code expected and a word the one-line message must contain.
 Set ``subprocess=True`` where the in-process runner cannot tell (output written at interpreter
-exit) or the run could hang (it is then bounded by a timeout).
+exit: ``fresh=True`` too, a fresh interpreter) or the run could hang (it is then bounded by a timeout:
+a child of the fork server, fakes/prep_forkserver.py, killed at the timeout like any process).
 """
 
 from __future__ import annotations
@@ -193,13 +194,15 @@ class Case:
     word: str
     subprocess: bool = False
     env: tuple[tuple[str, str], ...] = ()   # extra environment (a subprocess row only)
+    fresh: bool = False   # a subprocess row whose subject is the interpreter's exit: a fresh interpreter
 
 
 CASES = [
     Case("config of random bytes", config_random_bytes, ("--as-of", EVENING, "prepare"), 2, "config.yaml"),
     Case("config is a directory", config_is_a_directory, ("--as-of", EVENING, "prepare"), 2, "folder"),
     Case("paths.log_dir is a file", log_dir_is_a_file, ("--as-of", EVENING, "prepare", "--dry-run"), 0, "log"),
-    Case("log on a full disk", log_on_a_full_disk, ("--as-of", EVENING, "prepare"), 0, "log", subprocess=True),
+    Case("log on a full disk", log_on_a_full_disk, ("--as-of", EVENING, "prepare"), 0, "log", subprocess=True,
+         fresh=True),
     Case("constituents of junk", constituents_junk, ("--as-of", EVENING, "prepare"), 2, "constituents"),
     Case("constituents is a directory", constituents_is_a_directory, ("--as-of", EVENING, "prepare"), 2,
          "constituents"),
@@ -267,24 +270,27 @@ def user_files(folder: Path) -> dict[str, bytes]:
             if p.is_file() and not p.is_symlink()}
 
 
-def run(folder: Path, case: Case) -> tuple[int, str, str]:
+def run(folder: Path, case: Case, request) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``prep --config folder/config.yaml *case.args``."""
     args = [a.format(folder=folder) for a in case.args]
     if case.subprocess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "PREP_"))} | dict(case.env)
-        cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args]
-        done = sp.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=90)
+        cmd = ["-m", "trading_system.cli", "--config", str(folder / "config.yaml"), *args]
+        if case.fresh:
+            done = sp.run([sys.executable, *cmd], cwd=folder, env=env, capture_output=True, text=True, timeout=90)
+        else:
+            done = request.getfixturevalue("forks").run(cmd, folder, env, timeout=90)
         return done.returncode, done.stdout, done.stderr
     r = Prep(folder)(*args)
     return r.exit_code, r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_input(tmp_path, plans, case):
+def test_hostile_input(tmp_path, plans, case, request):
     write_config(tmp_path)
     case.setup(tmp_path, plans)
     before = user_files(tmp_path)
-    code, out, err = run(tmp_path, case)
+    code, out, err = run(tmp_path, case, request)
     both = out + err
     assert code == case.exit_code, both
     assert "Traceback" not in both and "unexpected error" not in both and "Logging error" not in both, both

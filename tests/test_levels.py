@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, cycled_night
 from trading_system.config_context import LevelsConfig
 from trading_system.marketdata.sample import SampleSource
 from trading_system.prepare.context.levels import first_touch, pick_levels, true_range, wilder_atr, window_length
@@ -262,11 +263,18 @@ def test_bars_after_a_split_are_brought_back_to_the_scan_basis(source):
 
 # --- prep replay -------------------------------------------------------------------------------
 
-def run_night(prep, evening: str = "2020-11-06", morning: str = "2020-11-09"):
-    for as_of, cmd in ((f"{evening}T20:00", "prepare"), (f"{morning}T09:00", "validate"),
-                       (f"{morning}T09:31", "execute")):
-        r = prep("--as-of", as_of, cmd)
-        assert r.exit_code == 0, r.output
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """(evening, morning) -> a workspace where that night's cycle ran, once per module (``run_night``)."""
+    return {("folder", ""): tmp_path_factory.mktemp("nights")}
+
+
+def run_night(prep, nights, evening: str = "2020-11-06", morning: str = "2020-11-09"):
+    """The real nightly cycle (prepare, validate, execute) of ``evening``; run once per night and module,
+    ``prep``'s empty workspace gets a copy of its files (none of them names its folder).  The path of the
+    copy's archive."""
+    assert not (prep.folder / "archived_trades").exists()
+    cycled_night(nights, nights[("folder", "")], prep, evening, morning)
     return next((prep.folder / "archived_trades").glob("*.json"))
 
 
@@ -289,9 +297,11 @@ def hand_touches(sample_bars, levels: dict, scan: D, horizon: int) -> dict[str, 
     """What each pick touched first in its first ``horizon`` bars after the scan, by a plain loop over
     the raw bars, prices after a split's ex-date multiplied back by its ratio."""
     splits = pd.read_csv(SAMPLE / "splits.csv")
+    after = sample_bars[sample_bars["symbol"].isin(list(levels)) & (sample_bars["date"] > scan)]
+    by_symbol = dict(list(after.groupby("symbol", sort=False)))   # each pick's rows, in the file's order
     out = {}
     for s, lv in levels.items():
-        rows = sample_bars[(sample_bars["symbol"] == s) & (sample_bars["date"] > scan)].head(horizon)
+        rows = by_symbol.get(s, after.iloc[:0]).head(horizon)
         out[s] = "neither"
         for r in rows.itertuples():
             k = math.prod(sp.ratio for sp in splits[splits["symbol"] == s].itertuples()
@@ -311,8 +321,8 @@ def row_of(output: str, symbol: str) -> list[str]:
     return next(line for line in table.splitlines() if line.startswith(f"{symbol} ")).split()
 
 
-def test_replay_prints_what_each_pick_touched_first(prep, sample_bars, source):
-    levels = with_levels(run_night(prep), source, SCAN)
+def test_replay_prints_what_each_pick_touched_first(prep, nights, sample_bars, source):
+    levels = with_levels(run_night(prep, nights), source, SCAN)
     r = prep("replay", "--latest")
     assert r.exit_code == 0, r.output
     assert "price levels of the scan of 2020-11-06: what came first" in r.output
@@ -333,9 +343,9 @@ def test_replay_prints_what_each_pick_touched_first(prep, sample_bars, source):
     assert "a bar touching both counts as the stop" in r.output
 
 
-def test_replay_says_not_yet_past_the_data(prep, sample_bars, source):
+def test_replay_says_not_yet_past_the_data(prep, nights, sample_bars, source):
     """Scan of 2021-04-19: the sample ends on 2021-04-21, two sessions after it."""
-    levels = with_levels(run_night(prep, "2021-04-19", "2021-04-20"), source, D(2021, 4, 19))
+    levels = with_levels(run_night(prep, nights, "2021-04-19", "2021-04-20"), source, D(2021, 4, 19))
     r = prep("replay", "--latest")
     assert r.exit_code == 0, r.output
     hand = hand_touches(sample_bars, levels, D(2021, 4, 19), 2)
@@ -348,8 +358,8 @@ def test_replay_says_not_yet_past_the_data(prep, sample_bars, source):
 
 
 @pytest.mark.parametrize("context", ["absent", None])
-def test_a_plan_without_context_still_replays(prep, context):
-    path = run_night(prep)
+def test_a_plan_without_context_still_replays(prep, nights, context):
+    path = run_night(prep, nights)
     doc = json.loads(path.read_text())
     if context == "absent":
         doc["plan"].pop("context", None)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import subprocess
-import sys
+import os
 import time
 from pathlib import Path
 
@@ -194,13 +193,18 @@ def test_dry_runs_send_no_success_alert(tmp_path):
     assert rx.posts == []
 
 
-def test_no_url_means_apprise_is_never_imported(tmp_path):
-    script = ("import sys\nfrom trading_system.cli import main\n"
-              "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-              "print('apprise loaded:', 'apprise' in sys.modules)\n")
+def test_no_url_means_apprise_is_never_imported(tmp_path, forks):
+    """A process of its own (a child of the fork server, which never imports apprise: see its PRELOAD)."""
+    from fakes.prep_forkserver import PRELOAD
+
+    assert not any(name.startswith("apprise") for name in PRELOAD)
+    script = tmp_path / "validate.py"
+    script.write_text("import sys\nfrom trading_system.cli import main\n"
+                      "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+                      "print('apprise loaded:', 'apprise' in sys.modules)\n")
     write_config(tmp_path)
-    r = subprocess.run([sys.executable, "-c", script, "--config", str(tmp_path / "config.yaml"), "--as-of", MORNING,
-                        "validate"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = forks.run([script, "--config", tmp_path / "config.yaml", "--as-of", MORNING, "validate"], ROOT,
+                  dict(os.environ), timeout=120)
     assert "no pending plan" in r.stdout and "apprise loaded: False" in r.stdout, r.stdout + r.stderr
 
 
@@ -326,18 +330,14 @@ def test_send_is_bounded_by_the_timeout_for_every_alert_at_once():
     assert notify.send(NotifyConfig(), alerts) == []
 
 
-def test_a_mistyped_notify_url_never_echoes_its_token(tmp_path):
+def test_a_mistyped_notify_url_never_echoes_its_token(tmp_path, forks):
     """Review finding: a config error under ``notify`` names the key and the type, never the value
-    (an Apprise URL holds a token), on the terminal, with -v, or in the log."""
-    import subprocess
-    import sys
-
-    from conftest import write_config
-
+    (an Apprise URL holds a token), on the terminal, with -v, or in the log (a `prep` process of its own,
+    a child of the fork server)."""
     write_config(tmp_path, "notify:\n  urls: tgram://123456:SECRETTOKEN/-100\n")
-    cmd = [sys.executable, "-m", "trading_system.cli", "--config", str(tmp_path / "config.yaml"), "-v",
+    cmd = ["-m", "trading_system.cli", "--config", str(tmp_path / "config.yaml"), "-v",
            "--as-of", "2021-04-19T20:00", "prepare"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = forks.run(cmd, tmp_path, dict(os.environ), timeout=60)
     assert done.returncode == 2 and "notify.urls" in done.stderr
     logs = "".join(p.read_text() for p in tmp_path.rglob("*.log"))
     assert "SECRETTOKEN" not in done.stdout + done.stderr + logs

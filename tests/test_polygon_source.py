@@ -292,7 +292,9 @@ def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tm
     p = polygon_workspace(tmp_path, universe="  watchlist: [HBI]\n")
     fake._grouped_cache.clear()
     saved = fake._by_date
-    fake._by_date = {d: g[g["symbol"] != "HBI"] for d, g in saved.items()}  # as grouped daily leaves out OTC names
+    # as grouped daily leaves out OTC names: every session's rows but HBI's (one pass over the raw bars)
+    fake._by_date = dict(list(fake.raw[fake.raw["symbol"] != "HBI"].groupby("date")))
+    assert fake._by_date.keys() == saved.keys()
     try:
         assert p("--as-of", EVENING, "prepare").exit_code == 0
     finally:

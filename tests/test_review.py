@@ -2,12 +2,11 @@
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import Prep, write_config
+from conftest import cycled_night
 
 D = dt.date
 
@@ -28,17 +27,7 @@ def cycle(prep, evening: str, morning: str):
     """The real nightly cycle (prepare D 20:00, validate D+1 09:00, execute D+1 09:31) in a fresh workspace,
     run once per night and module; ``prep``'s empty workspace gets a copy of its files."""
     assert not (prep.folder / "archived_trades").exists() and not (prep.folder / "pending_trades.json").exists()
-    if (evening, morning) not in _CYCLED:
-        folder = _CYCLED["folder"] / f"{evening}_{morning}"
-        folder.mkdir()
-        write_config(folder)
-        once = Prep(folder)
-        for as_of, cmd in ((f"{evening}T20:00", "prepare"), (f"{morning}T09:00", "validate"),
-                           (f"{morning}T09:31", "execute")):
-            r = once("--as-of", as_of, cmd)
-            assert r.exit_code == 0, r.output
-        _CYCLED[(evening, morning)] = folder
-    shutil.copytree(_CYCLED[(evening, morning)], prep.folder, dirs_exist_ok=True)
+    cycled_night(_CYCLED, _CYCLED["folder"], prep, evening, morning)
 
 
 def basket(sample_bars, weights: dict, entry: D, exit_: D) -> float:

@@ -2,8 +2,7 @@
 
 import datetime as dt
 import json
-import subprocess
-import sys
+import os
 
 import pandas as pd
 import pytest
@@ -99,7 +98,7 @@ def test_scanners_without_any_says_how_to_add_one(prep):
     assert r.exit_code == 2 and "no scanner named 'gap'" in r.output
 
 
-def test_scanners_table_and_enable_across_processes(tmp_path, sample_bars):
+def test_scanners_table_and_enable_across_processes(tmp_path, sample_bars, forks):
     path = write_config(tmp_path, "scanners:\n"
                                   "  - {name: broken, module: 'fakes.peek_scanners:Broken', action: report}\n"
                                   "  - {name: gappers, module: 'builtin:gap'}\n"
@@ -123,9 +122,9 @@ def test_scanners_table_and_enable_across_processes(tmp_path, sample_bars):
     r = prep("scanners")
     assert r.exit_code == 0, r.output
     assert "broken is disabled" in r.output and "RuntimeError: boom" in r.output and "no: config" in r.output
-    # another process re-enables it; this one sees it
-    done = subprocess.run([sys.executable, "-m", "trading_system.cli", "--config", str(path), "scanners",
-                           "--enable", "broken"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # another process (a child of the fork server) re-enables it; this one sees it
+    done = forks.run(["-m", "trading_system.cli", "--config", str(path), "scanners", "--enable", "broken"], ROOT,
+                     dict(os.environ), timeout=60)
     assert done.returncode == 0, done.stderr
     assert "scanner broken re-enabled (it was disabled after 3 failed runs in a row)" in done.stdout
     rows = {r.name: r for r in status(cfg).rows}

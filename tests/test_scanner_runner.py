@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -178,22 +176,24 @@ print(json.dumps({"lines": out.lines, "runs": [r.summary() for r in out.runs]}))
 """
 
 
-def cron_run(bars_file: Path, state_dir: Path, minute: int) -> dict:
-    """One nightly run in its own Python process, as cron starts it, sharing ``state_dir``."""
+def cron_run(forks, script: Path, bars_file: Path, state_dir: Path, minute: int) -> dict:
+    """One nightly run (``script``: CRON_RUN) in its own Python process, sharing ``state_dir``: a child of
+    the fork server (fakes/prep_forkserver.py), with tests/fakes on its PYTHONPATH as a user's folder."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKES), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", CRON_RUN, str(bars_file), str(state_dir), str(minute)],
-                          capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    done = forks.run([script, bars_file, state_dir, minute], ROOT, env, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_three_failed_runs_in_separate_processes_disable_a_scanner_until_enabled(bars, ctx, tmp_path):
+def test_three_failed_runs_in_separate_processes_disable_a_scanner_until_enabled(bars, ctx, tmp_path, forks):
     bars_file = tmp_path / "bars.parquet"
     bars.to_parquet(bars_file)
     state_dir = tmp_path / "data" / "scanners"
+    script = tmp_path / "cron_run.py"
+    script.write_text(CRON_RUN)
 
     for minute in (1, 2, 3):                       # DESIGN §10: disabled after 3 failed runs in a row
-        out = cron_run(bars_file, state_dir, minute)
+        out = cron_run(forks, script, bars_file, state_dir, minute)
         assert [(r["name"], r["attempts"], r["error"]) for r in out["runs"]] == [
             ("broken", 2, "RuntimeError: the vendor feed is down"), ("gappers", 1, None)]
         assert read_state(state_dir)["broken"]["consecutive_failures"] == minute
@@ -205,7 +205,7 @@ def test_three_failed_runs_in_separate_processes_disable_a_scanner_until_enabled
         True, "RuntimeError: the vendor feed is down", "2019-04-18T20:03:00-04:00")
     assert json.loads((state_dir / "state.json").read_text())["scanners"]["broken"]["disabled"] is True
 
-    fourth = cron_run(bars_file, state_dir, 4)
+    fourth = cron_run(forks, script, bars_file, state_dir, 4)
     broken, gappers = fourth["runs"]
     assert (broken["disabled"], broken["attempts"], broken["symbols"]) == (True, 0, [])
     assert gappers["symbols"] == ["URI", "SNA", "HON"]

@@ -10,10 +10,9 @@ import datetime as dt
 import io
 import json
 import math
+import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -165,12 +164,22 @@ def test_a_stopped_sweep_runs_only_the_missing_trials(cfg, local, tmp_path):
     assert run(cfg, tmp_path)[0].ran == 0
 
 
+#: The sweep the test kills.  Its trials take ~0.05 s each, less than the test needs to see a line and kill:
+#: once its second line is fsynced the sweep pauses (its pool worker goes on), so the kill lands with two
+#: trials on disk and two not (as ``fakes/crash_prep.py`` stops `prep` at a journal line).
 KILLED_SWEEP = """
-import datetime as dt, sys
+import datetime as dt, sys, time
 from rich.console import Console
 from trading_system.config import load_config
+from trading_system.review import sweep
 from trading_system.review.sweep_report import sweep_command
 from trading_system.sessions import Clock
+append = sweep.TrialStore.append
+def append_then_pause(self, record):
+    append(self, record)
+    if len(self.path.read_text().splitlines()) == 2:
+        time.sleep(60)
+sweep.TrialStore.append = append_then_pause
 cfg_path, out = sys.argv[1], sys.argv[2]
 sweep_command(load_config(cfg_path), Clock(dt.datetime(2021, 4, 21, 12, tzinfo=dt.timezone.utc)), Console(),
               out + "/grid.yaml", dt.date(2020, 6, 1), dt.date(2020, 6, 4), 1, None, 500, None, out, None, None)
@@ -186,13 +195,15 @@ def _until(check, seconds: float, what: str):
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_mid_run_resumes_with_the_missing_trials(cfg, shared, local, tmp_path):
-    """A real `kill -9` of a sweep (one job) once two trials are on disk: their lines survive, its pool
-    worker does not outlive it, and the rerun runs only the trials without a line."""
+def test_a_sweep_killed_mid_run_resumes_with_the_missing_trials(cfg, shared, local, tmp_path, forks):
+    """A real `kill -9` of a sweep (one job; a process of its own, a child of the fork server) once two
+    trials are on disk: their lines survive, its pool worker does not outlive it, and the rerun runs only
+    the trials without a line."""
     _, _, records, _ = local
     (tmp_path / "grid.yaml").write_text(GRID)
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SWEEP, str(shared[0] / "config.yaml"), str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = tmp_path / "killed_sweep.py"
+    script.write_text(KILLED_SWEEP)
+    proc = forks.start([script, shared[0] / "config.yaml", tmp_path], tmp_path, dict(os.environ))
     try:
         trials = _until(lambda: next(tmp_path.glob("sweeps/*/trials.jsonl"), None), 60, "trials.jsonl")
         _until(lambda: len(trials.read_text().splitlines()) >= 2, 60, "two finished trials")

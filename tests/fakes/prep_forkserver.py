@@ -1,18 +1,24 @@
 """A fork server for `prep` subprocesses: real, separate processes without paying the imports each time.
 
 Most of a short `prep execute` subprocess's CPU is importing pandas, pyarrow, exchange_calendars,
-pydantic and alpaca-py: ~1.6 CPU-s from a fresh interpreter, ~0.4 forked from this server.  The crash
-test alone starts 27 of them.  This module, run
-as a script, imports those third-party libraries once (never ``trading_system``: each child imports
-the project afresh, so no state of an earlier run can leak) and then forks one child per request.
+pydantic and alpaca-py and building the XNYS calendar: ~1.6 CPU-s from a fresh interpreter, ~0.1-0.4
+forked from this server.  The crash test alone starts 27 of them.  This module, run as a script,
+imports those third-party libraries once (never ``trading_system``: each child imports the project
+afresh, so no state of an earlier run can leak), has ``exchange_calendars`` build the XNYS calendar
+with the arguments ``trading_system.sessions.calendar`` passes (that library's own cache then hands
+the child the same sessions it would compute; other arguments are computed afresh), and then forks
+one child per request.
 Each child is an ordinary process of its own: its own pid, address space, file descriptors and
 locks; ``os._exit`` and ``SIGKILL`` end it as they end any process (no cleanup code runs).  The
 child takes the request's argv, working folder and whole environment, reads /dev/null, writes its
 stdout and stderr to files, and runs its entry point as ``__main__`` exactly as ``python -m
 trading_system.cli ...`` or ``python script.py ...`` would (``runpy``), then exits with its code
 (a SystemExit code, 1 and a traceback on an uncaught exception, -N when killed by signal N).
-What only an interpreter's start-up reads (PYTHONPATH, PYTHON* flags) comes from the server's own
-environment, not the request's: tests about those, or about the interpreter's exit, start a fresh one.
+The request's PYTHONPATH is put on ``sys.path`` after the entry point's folder, as an interpreter's
+start-up puts it (a user's scanner module is found the same way); the third-party modules above were
+imported from the server's path.  The other things only an interpreter's start-up reads (PYTHON*
+flags) come from the server's own environment, not the request's: tests about those, or about the
+interpreter's exit, start a fresh one.
 
     with ForkServer() as fs:
         r = fs.run(["-m", "trading_system.cli", "--config", cfg, "execute"], cwd=ws, env=env)
@@ -75,6 +81,15 @@ def _child(req: dict, ctl: tuple[int, int]) -> None:
         os._exit(code)
 
 
+def _python_path(env: dict[str, str]) -> list[str]:
+    """The folders PYTHONPATH in ``env`` puts on ``sys.path`` (absolute, as ``site`` makes them)."""
+    return [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+#: The server's own PYTHONPATH folders (on its sys.path after its script's folder); a child swaps in its own.
+_SERVER_PATH = _python_path(dict(os.environ))
+
+
 def _run_main(argv: list[str]) -> int:
     """Run ``argv`` (``-m module args...`` or ``script args...``) as __main__; its exit code."""
     import atexit
@@ -82,14 +97,15 @@ def _run_main(argv: list[str]) -> int:
     import traceback
 
     code = 0
+    rest = [p for p in sys.path[1:] if p not in _SERVER_PATH]
     try:
         if argv[0] == "-m":
             sys.argv = [argv[1], *argv[2:]]
-            sys.path[0] = os.getcwd()  # as `python -m` puts it
+            sys.path[:] = [os.getcwd(), *_python_path(dict(os.environ)), *rest]  # as `python -m` puts it
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         else:
             sys.argv = list(argv)
-            sys.path[0] = str(Path(argv[0]).resolve().parent)
+            sys.path[:] = [str(Path(argv[0]).resolve().parent), *_python_path(dict(os.environ)), *rest]
             runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as exc:
         if exc.code is None:
@@ -109,6 +125,19 @@ def _run_main(argv: list[str]) -> int:
     return code
 
 
+def _prebuild_calendar() -> None:
+    """exchange_calendars' XNYS, built as ``trading_system.sessions.calendar`` asks for it."""
+    import warnings
+
+    import exchange_calendars as xcals
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        end = pd.Timestamp.today().normalize() + pd.Timedelta(days=730)
+        xcals.get_calendar("XNYS", start="1999-01-04", end=end)
+
+
 def serve() -> None:
     """The server's loop: fork a child per request, report each child's end; stop at EOF."""
     import importlib
@@ -119,6 +148,7 @@ def serve() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    _prebuild_calendar()
     ctl_in, ctl_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
