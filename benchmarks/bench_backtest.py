@@ -14,7 +14,10 @@ With the market context (issue 12) and --no-regime --no-events: 290 s wall (518 
 accounts, a shared 2-core machine under load ~3), most of it in prepare's pick levels
 (``levels._pick_panels`` converting the whole Arrow ``date`` column to Python dates each night).
 Issue 13 (2-core machine): --engine nightly 43.3 s; the batch engine 9.1-9.5 s with --workers 0,
-7.8-8.3 s with --workers 2 (the default there; 6.6 s at best).
+7.8-8.3 s with --workers 2 (the default there; 6.6 s at best).  After the batched regime, the numpy
+medians and the leaner start (no HTTP client imported, no first night before the fork, matplotlib
+imported while the workers compute): 5.1-5.9 s with the default 2 workers (median 5.7 s over 5 runs,
+8.2-9.5 s CPU), 8.0-9.2 s with --workers 0 (the shared 2-core machine varies by +-20 % from minute to minute).
 """
 
 from __future__ import annotations
