@@ -31,11 +31,6 @@ def cfg(tmp_path_factory):
     return load_config(write_config(tmp_path_factory.mktemp("bt")))
 
 
-@pytest.fixture(scope="module")
-def source(sample_source):
-    return sample_source
-
-
 class Recording:
     """Wraps the backtest's source; records every read with the as-of instant it was made at."""
 
@@ -60,8 +55,8 @@ class Recording:
         return self.inner.premarket_prices(symbols, session)
 
 
-def test_no_bar_or_split_after_the_as_of_reaches_a_scan(cfg, source):
-    rec = Recording(source)
+def test_no_bar_or_split_after_the_as_of_reaches_a_scan(cfg, sample_source):
+    rec = Recording(sample_source)
     # 2020-08-26 -> 2020-09-02 spans the AAPL 4-for-1 split (ex-date 2020-08-31).
     result = run_backtest(cfg, D(2020, 8, 26), D(2020, 9, 2), source=rec, on_step=rec.on_step, engine="nightly")
     assert [n.session for n in result.nights] == sessions.sessions_between(D(2020, 8, 26), D(2020, 9, 2))
@@ -81,9 +76,9 @@ def test_no_bar_or_split_after_the_as_of_reaches_a_scan(cfg, source):
 
 
 @pytest.fixture(scope="module")
-def april(cfg, source, tmp_path_factory):
+def april(cfg, sample_source, tmp_path_factory):
     work = tmp_path_factory.mktemp("april")
-    return (run_backtest(cfg, D(2021, 4, 16), D(2021, 4, 20), source=source, gate_off_twin=True, workdir=work,
+    return (run_backtest(cfg, D(2021, 4, 16), D(2021, 4, 20), source=sample_source, gate_off_twin=True, workdir=work,
                          engine="nightly"), work)
 
 
@@ -184,11 +179,11 @@ def _state(plan: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def covid(cfg, source, tmp_path_factory):
+def covid(cfg, sample_source, tmp_path_factory):
     """The start of the COVID crash in the sample: RISK_ON, then NEUTRAL, then mostly RISK_OFF (the
     regime of 2020-02-27 on), with earnings reports removing picks on several nights."""
     work = tmp_path_factory.mktemp("covid")
-    result = run_backtest(cfg, D(2020, 2, 24), D(2020, 3, 9), source=source, regime_off_twin=True,
+    result = run_backtest(cfg, D(2020, 2, 24), D(2020, 3, 9), source=sample_source, regime_off_twin=True,
                           events_off_twin=True, workdir=work, engine="nightly")
     return result, work
 
@@ -245,16 +240,16 @@ def test_the_twins_plans_have_their_switch_off_and_trade_accordingly(covid):
     assert [p["context"]["events"] for p in no_regime] == [p["context"]["events"] for p in system]
 
 
-def test_regime_off_plan_is_the_plan_prepare_writes_with_the_regime_off(cfg, source, tmp_path):
+def test_regime_off_plan_is_the_plan_prepare_writes_with_the_regime_off(cfg, sample_source, tmp_path):
     from trading_system.prepare.run import run_prepare
 
     clock = sessions.Clock(dt.datetime(2020, 3, 9, 20, 0, tzinfo=sessions.ET))
     gate = cfg.validation.retention_threshold
-    system = run_prepare(scratch_config(cfg, tmp_path / "s", gate), clock, dry_run=True, source=source).plan
+    system = run_prepare(scratch_config(cfg, tmp_path / "s", gate), clock, dry_run=True, source=sample_source).plan
     twin_cfg = scratch_config(cfg, tmp_path / "r", gate, regime_off=True)
-    twin = run_prepare(twin_cfg, clock, dry_run=True, source=source).plan
+    twin = run_prepare(twin_cfg, clock, dry_run=True, source=sample_source).plan
     assert system.context.regime.state == "RISK_OFF" and twin.context.regime.status == "off"
-    assert regime_off_plan(system, twin_cfg, source).model_dump() == twin.model_dump()
+    assert regime_off_plan(system, twin_cfg, sample_source).model_dump() == twin.model_dump()
 
 
 def test_the_twins_colours_are_their_own(covid):
