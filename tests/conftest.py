@@ -207,3 +207,15 @@ def alpaca():
 
     with AlpacaDataFake() as f:
         yield f
+
+
+@pytest.fixture
+def refused_url():
+    """``http://127.0.0.1:PORT`` where PORT is bound for the test but never listens: a connection is
+    refused at once, and no server of the run can take the port meanwhile (a port bound and closed
+    again could be handed to another test's fake server by the time the code under test connects)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"

@@ -13,7 +13,6 @@ HTTP to the loopback fakes, which serve the real bars of data/sample.
 import datetime as dt
 import json
 import logging
-import socket
 import time
 
 import pytest
@@ -184,14 +183,11 @@ def test_alpaca_data_401_is_no_price_source(tmp_path, alpaca, monkeypatch):
         source(tmp_path, plan="free").premarket_prices(PICKS, TARGET)
 
 
-def test_alpaca_data_unreachable_is_no_price_source(tmp_path, alpaca, monkeypatch):
-    with socket.socket() as s:  # a loopback port nobody listens on once closed
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    use_alpaca(monkeypatch, alpaca, url=f"http://127.0.0.1:{port}")
+def test_alpaca_data_unreachable_is_no_price_source(tmp_path, alpaca, monkeypatch, refused_url):
+    use_alpaca(monkeypatch, alpaca, url=refused_url)
     with pytest.raises(DataError) as err:
         source(tmp_path, plan="free").premarket_prices(PICKS, TARGET)
-    assert f"Alpaca's latest trades: http://127.0.0.1:{port} unreachable (ConnectionError after 2 tries)" in str(err.value)
+    assert f"Alpaca's latest trades: {refused_url} unreachable (ConnectionError after 2 tries)" in str(err.value)
 
     use_alpaca(monkeypatch, alpaca)  # a server that accepts and never answers: the timeout ends it
     alpaca.timeout_sleep = 3.0

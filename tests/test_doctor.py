@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -220,20 +219,17 @@ def test_indices_not_entitled_warns_regime_uses_etf_proxies(tmp_path, polygon, a
         WARN, "not entitled to index bars (I:SPX, 403): the regime will use the ETF proxies SPY, QQQ and IWM.")
 
 
-def test_unreachable_polygon_fails_within_seconds(tmp_path, monkeypatch):
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_unreachable_polygon_fails_within_seconds(tmp_path, monkeypatch, refused_url):
     prep = workspace(tmp_path, fill=LAST_CLOSED)
     monkeypatch.setenv("POLYGON_API_KEY", POLYGON_KEY)
-    monkeypatch.setenv("POLYGON_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("POLYGON_BASE_URL", refused_url)
     start = time.monotonic()
     r = prep("--as-of", MORNING, "doctor")
     assert time.monotonic() - start < 5
     assert r.exit_code == 1, r.output
     status, message = rows(r.output)["polygon"]
     assert status == FAIL
-    assert message == (f"unreachable: the connection to http://127.0.0.1:{port} failed (ConnectionError); check the "
+    assert message == (f"unreachable: the connection to {refused_url} failed (ConnectionError); check the "
                        "network, a proxy or POLYGON_BASE_URL.")
     assert "1 check failed: polygon;" in r.stderr
 
@@ -298,13 +294,10 @@ def test_alpaca_trading_blocked_fails(tmp_path, alpaca, monkeypatch):
     assert table["alpaca funds"][0] == OK
 
 
-def test_unreachable_alpaca_fails_within_seconds(tmp_path, alpaca, monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_unreachable_alpaca_fails_within_seconds(tmp_path, alpaca, monkeypatch, refused_url):
     prep = sample_alpaca_workspace(tmp_path)
     use_keys(monkeypatch, alpaca=alpaca)
-    monkeypatch.setenv("ALPACA_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("ALPACA_BASE_URL", refused_url)
     start = time.monotonic()
     r = prep("doctor")
     assert time.monotonic() - start < 5

@@ -56,7 +56,7 @@ class CachedSource:
         self._symbols = np.asarray(symbols, dtype=object)
         self._code_of = {s: i for i, s in enumerate(self._symbols)}
         self._day = _days(raw["date"]) if len(raw) else np.empty(0, dtype=np.int64)
-        self._date = np.asarray(pd.to_datetime(pd.Series(self._day.astype("datetime64[D]"))).dt.date, dtype=object)
+        self._date = self._day.astype("datetime64[D]").astype(object)   # datetime.date objects
         self._sym = self._symbols[self._codes] if len(raw) else np.empty(0, dtype=object)
         self._sym_str = pd.array(self._sym, dtype="str")   # built once; a night takes its rows
         self._date_arrow = pd.array(pa.array(self._day.astype("int32"), type=pa.int32()).cast(pa.date32()),

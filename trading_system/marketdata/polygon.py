@@ -25,6 +25,7 @@ import time
 import urllib.parse
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import requests
 import tenacity
@@ -345,17 +346,23 @@ class PolygonClient:
 
 
 def _bars_frame(rows: list[dict], session: dt.date | None = None, ticker: str | None = None) -> pd.DataFrame:
-    """Polygon bar rows (``T``, o, h, l, c, v, ``t`` in ms) -> BAR_COLUMNS frame, raw."""
+    """Polygon bar rows (``T``, o, h, l, c, v, ``t`` in ms) -> BAR_COLUMNS frame, raw.
+
+    Built column by column from the rows (a missing price is NaN, as a frame built from the dicts
+    would give; a missing volume where others have one fails the int64 cast, as it did that way).
+    """
     cols = ["symbol", "date", "open", "high", "low", "close", "volume"]
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, [str, object] + [float] * 4 + ["int64"])})
-    df = pd.DataFrame(rows)
-    out = pd.DataFrame({
-        "symbol": df["T"].astype(str) if ticker is None else ticker,
-        "date": session if session is not None else [et_date_of_ms(t) for t in df["t"]],
-        "open": df["o"].astype(float), "high": df["h"].astype(float), "low": df["l"].astype(float),
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r.get(key) for r in rows], dtype=float)
+
+    has_volume = any("v" in r for r in rows)
+    return pd.DataFrame({
+        "symbol": pd.Series([r.get("T") for r in rows]).astype(str) if ticker is None else ticker,
+        "date": session if session is not None else [et_date_of_ms(r["t"]) for r in rows],
+        "open": column("o"), "high": column("h"), "low": column("l"), "close": column("c"),
         # Index aggregates (I:SPX ...) carry no volume: 0 shares, never a KeyError.
-        "close": df["c"].astype(float),
-        "volume": (df["v"].astype(float).round().astype("int64") if "v" in df else pd.Series(0, index=df.index)),
+        "volume": pd.Series(column("v")).round().astype("int64") if has_volume else 0,
     })
-    return out[cols]

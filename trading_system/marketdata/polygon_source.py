@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -44,8 +45,10 @@ log = logging.getLogger(__name__)
 
 #: Splits are re-read this many days before the last check (late announcements, corrections).
 SPLITS_OVERLAP_DAYS = 30
-#: Sessions fetched between two writes of the store during a long fill (progress survives a stop).
-FLUSH_EVERY = 25
+#: Seconds of fetching between two writes of the store during a long fill, so a stop loses at most
+#: about that much.  Each write rewrites the whole Parquet file, so a fast (paid) fill writes a few
+#: times instead of every few sessions; a free-plan fill (12 s a request) still writes every third.
+FLUSH_SECONDS = 30.0
 #: Extra grouped-daily requests for a traded session answered "OK, 0 results" (3 in all):
 #: waits of backoff_seconds, then twice that (12 s, 24 s by default), capped at max_backoff_seconds.
 EMPTY_RETRIES = 2
@@ -151,6 +154,7 @@ class PolygonSource:
         batch: list[pd.DataFrame] = []
         empty: set[str] = set()
         done, finished = 0, False
+        flushed = time.monotonic()
         try:
             for s in missing:
                 bars = self._grouped_daily(s)
@@ -162,9 +166,9 @@ class PolygonSource:
                     empty.add(str(s))
                 else:
                     batch.append(bars)
-                if len(batch) >= FLUSH_EVERY:
+                if batch and time.monotonic() - flushed >= FLUSH_SECONDS:
                     self.store.write_bars(pd.concat(batch, ignore_index=True))
-                    batch = []
+                    batch, flushed = [], time.monotonic()
                 done += 1
                 self.progress.update(done, f"{self.client.requests_made - first_request} requests, through {s}")
             finished = True

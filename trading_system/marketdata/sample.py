@@ -28,10 +28,10 @@ class SampleSource:
         self.store = BarStore(root)
 
     def _range(self) -> tuple[dt.date, dt.date]:
-        bars = self.store.raw_bars()
-        if bars.empty:
+        span = self.store.date_range()
+        if span is None:
             raise AsOfError(f"the sample store {self.store.root} holds no bars; restore data/sample/.")
-        return bars["date"].min(), bars["date"].max()
+        return span
 
     def ensure_session(self, session: dt.date) -> None:
         first, last = self._range()

@@ -13,6 +13,7 @@ nothing dated after it, bar or split, is ever visible.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,12 @@ from trading_system.state.atomic import atomic_write
 BAR_COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 
 
-def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date) -> pd.DataFrame:
+def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date,
+                 days: np.ndarray | None = None) -> pd.DataFrame:
     """Split-adjust raw bars the way Polygon's ``adjusted=true`` does, knowing splits up to ``through``.
 
-    Requires: ``bars`` with BAR_COLUMNS (raw), ``splits`` with symbol, date, ratio.
+    Requires: ``bars`` with BAR_COLUMNS (raw), ``splits`` with symbol, date, ratio; ``days``, if
+    given, is ``bars["date"]`` as ``datetime64[D]`` (a store keeps it, so it is not converted again).
     Sets: open/high/low/close of each bar dated before an ex-date (<= ``through``) divided
     by that split's ratio and volume multiplied by it, compounding over several splits.
     Splits after ``through`` are ignored (no peeking).  Returns a new frame; volume becomes float.
@@ -41,7 +44,7 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date) -> 
     known = known[known["symbol"].isin(out["symbol"].unique())]
     if known.empty:
         return out
-    days = pd.to_datetime(out["date"]).to_numpy(dtype="datetime64[D]")
+    days = _day_array(out["date"]) if days is None else days
     known = known[pd.to_datetime(known["date"]).to_numpy(dtype="datetime64[D]") > days.min()]
     factor = np.ones(len(out))
     sym = out["symbol"].to_numpy()
@@ -89,12 +92,15 @@ def read_splits(path: Path) -> pd.DataFrame:
 class BarStore:
     """Raw bars and splits in one folder; split-adjusted, as-of-clamped reads.
 
-    The files are read once per process and kept in memory (the sample is ~300k rows).
+    The files are read once per process and kept in memory (the sample is ~300k rows): a second
+    store on the same unchanged file (the simulated broker beside the sample source, or the next
+    command run in the same process) shares the parsed frame (see ``_parsed_bars``).  The frames a
+    store hands out are never modified in place, by it or by its callers.
     """
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self._bars: pd.DataFrame | None = None
+        self._table: _Table | None = None
         self._splits: pd.DataFrame | None = None
 
     @property
@@ -111,20 +117,16 @@ class BarStore:
         Raises:
             DataError: the Parquet file exists but cannot be read.
         """
-        if self._bars is None:
-            if not self.bars_path.exists():
-                self._bars = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()})
+        return self._loaded().bars
+
+    def _loaded(self) -> "_Table":
+        if self._table is None:
+            stamp = _stamp(self.bars_path)
+            if stamp is None:
+                self._table = _Table(pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()}))
             else:
-                try:
-                    df = pd.read_parquet(self.bars_path, columns=BAR_COLUMNS)
-                except Exception as exc:  # pyarrow raises several types for a broken file
-                    raise DataError(
-                        f"bar store {self.bars_path} cannot be read ({exc.__class__.__name__}); "
-                        "delete it to refetch, or restore it from data/sample/."
-                    ) from exc
-                df["symbol"] = df["symbol"].astype(str)
-                self._bars = df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
-        return self._bars
+                self._table = _parsed_bars(str(self.bars_path), stamp)
+        return self._table
 
     def splits(self) -> pd.DataFrame:
         """Every known split: symbol (str), date (date), ratio (float > 0); empty when none.
@@ -137,8 +139,9 @@ class BarStore:
                 (the store merges new splits into the rows it keeps), and a rerun would fail the same.
         """
         if self._splits is None:
-            if self.splits_path.exists():
-                self._splits = read_splits(self.splits_path)
+            stamp = _stamp(self.splits_path)
+            if stamp is not None:
+                self._splits = _parsed_splits(str(self.splits_path), stamp)
             else:
                 self._splits = pd.DataFrame({"symbol": pd.Series(dtype=str), "date": pd.Series(dtype=object),
                                              "ratio": pd.Series(dtype=float)})
@@ -146,7 +149,12 @@ class BarStore:
 
     def dates(self) -> list[dt.date]:
         """Every date that has at least one bar, oldest first."""
-        return sorted(set(self.raw_bars()["date"].unique()))
+        return np.unique(self._loaded().day).astype(object).tolist()
+
+    def date_range(self) -> tuple[dt.date, dt.date] | None:
+        """(first, last) date with a bar; None for an empty store."""
+        day = self._loaded().day
+        return (day.min().astype(object), day.max().astype(object)) if len(day) else None
 
     def read(
         self,
@@ -161,21 +169,22 @@ class BarStore:
         ``adjust_through`` may be later than ``end`` only to adjust history for a split
         whose ex-date is the session being traded (announced in advance).
         """
-        bars = self.raw_bars()
-        mask = bars["date"] <= end
+        table = self._loaded()
+        mask = table.day <= np.datetime64(end, "D")
         if start is not None:
-            mask &= bars["date"] >= start
+            mask &= table.day >= np.datetime64(start, "D")
         if symbols is not None:
-            mask &= bars["symbol"].isin(symbols)
-        return split_adjust(bars[mask], self.splits(), adjust_through or end).reset_index(drop=True)
+            mask &= table.bars["symbol"].isin(symbols).to_numpy()
+        return split_adjust(table.bars[mask], self.splits(), adjust_through or end,
+                            days=table.day[mask]).reset_index(drop=True)
 
     def session_bars(self, session: dt.date, symbols: list[str] | None = None) -> pd.DataFrame:
         """Raw bars of one session (as traded that day, so already on that day's share basis)."""
-        bars = self.raw_bars()
-        mask = bars["date"] == session
+        table = self._loaded()
+        mask = table.day == np.datetime64(session, "D")
         if symbols is not None:
-            mask &= bars["symbol"].isin(symbols)
-        return bars[mask].set_index("symbol")
+            mask &= table.bars["symbol"].isin(symbols).to_numpy()
+        return table.bars[mask].set_index("symbol")
 
     def session_opens(self, session: dt.date) -> dict[str, float]:
         """symbol -> the raw opening price of ``session`` (dollars); what the simulated broker fills at."""
@@ -188,7 +197,7 @@ class BarStore:
         merged = merged.drop_duplicates(["symbol", "date"], keep="last")
         merged = merged.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
         atomic_write(self.bars_path, lambda tmp: merged.to_parquet(tmp, index=False, compression="zstd"))
-        self._bars = merged
+        self._table = _Table(merged)
 
     def write_splits(self, splits: pd.DataFrame) -> None:
         """Replace the stored splits (symbol, date, ratio), atomically."""
@@ -200,3 +209,56 @@ class BarStore:
 
 _DTYPES = {"symbol": str, "date": object, "open": float, "high": float, "low": float,
            "close": float, "volume": "int64"}
+
+
+class _Table:
+    """Raw bars sorted by (symbol, date) and, worked out at first use, each row's date as
+    ``datetime64[D]`` (what the reads mask on; a fill's interim writes never need it)."""
+
+    def __init__(self, bars: pd.DataFrame):
+        self.bars = bars
+
+    @functools.cached_property
+    def day(self) -> np.ndarray:
+        return _day_array(self.bars["date"])
+
+
+def _day_array(dates: pd.Series) -> np.ndarray:
+    return pd.to_datetime(dates).to_numpy(dtype="datetime64[D]") if len(dates) else np.empty(0, "datetime64[D]")
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime in ns, size) of ``path``, None when it does not exist: what ties a parsed file
+    to the bytes it came from (every write is an atomic replace, so a new file has a new inode)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed_bars(path: str, stamp: tuple[int, int, int]) -> _Table:
+    """``bars.parquet`` at ``path`` (as ``stamp`` says it is) read and sorted, once per process.
+
+    Keyed by the file's stamp, so a file replaced since is read again; two entries at most (a
+    backtest's store and the sample, say).  A failed read is not kept.
+
+    Raises:
+        DataError: the file cannot be read as Parquet with BAR_COLUMNS.
+    """
+    try:
+        df = pd.read_parquet(path, columns=BAR_COLUMNS)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise DataError(
+            f"bar store {path} cannot be read ({exc.__class__.__name__}); "
+            "delete it to refetch, or restore it from data/sample/."
+        ) from exc
+    df["symbol"] = df["symbol"].astype(str)
+    return _Table(df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True))
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed_splits(path: str, stamp: tuple[int, int, int]) -> pd.DataFrame:
+    """``read_splits`` of ``path`` once per process per ``stamp`` (see ``_parsed_bars``)."""
+    return read_splits(Path(path))
