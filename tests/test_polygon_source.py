@@ -4,21 +4,26 @@ The plan must equal the one the sample source makes for the same --as-of (the fa
 the same real bars), cold, warm and under injected faults; every refusal is one sentence,
 the right exit code and no plan.
 
-A cold fill (276 grouped-daily requests, ~2.5 CPU-s) is made only by the tests about a fill: the
-cold night, the faults, the split learnt after the bars were stored, the watchlist backfill.  Tests
-about a later night (the warm night, the free plan's D+1 rule and morning prices, a morning without
-a price source) start from a copy of the store a paid key filled on the evening of 2021-04-16
-(``filled``, made once per module): what a real workspace has the day after its first night.
+A cold fill (276 grouped-daily requests, ~1.5 CPU-s) is made only by the tests whose subject is
+the cold fill: the cold night and its faults.  Tests about a later night (the warm night, the free
+plan's D+1 rule and morning prices, a morning without a price source, a watchlist name grouped daily
+leaves out) start from a copy of the store (or the whole workspace) of a paid key after the evening
+of 2021-04-16 (``filled``, made once per module): what a real workspace has the day after a night.
+The bars earlier nights stored are seeded from the sample's, as traded (``seeded``: the bars the
+fake serves); the nights under test fetch their own sessions, the splits and the ticker types over
+HTTP.  The split learnt after the bars were stored starts from such a store through 2020-08-27.
 """
 
 import datetime as dt
 import json
 import shutil
 
+import pandas as pd
 import pytest
 
 from conftest import SAMPLE, Prep, write_config
 from trading_system import sessions
+from trading_system.marketdata.store import BarStore
 from trading_system.prepare.discovery import HISTORY_DAYS
 
 EVENING, MORNING = "2021-04-19T20:00", "2021-04-20T09:00"
@@ -74,17 +79,21 @@ def reference(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory, fake, reference):
-    """The workspace of a paid key after its first night, 2021-04-16: a cold fill of the sessions back to
-    2020-03-16 (its splits and ticker types too), and the plan of that evening (checked against the sample
-    source's).  Made once per module; ``from_filled`` copies it."""
+def filled(tmp_path_factory, fake, reference, sample_bars):
+    """The workspace of a paid key after the night of 2021-04-16: its store held the other sessions of that
+    night's window (``seeded``), the night fetched 2021-04-16, the splits and the ticker types over HTTP and
+    made the plan of that evening (checked against the sample source's).  Made once per module;
+    ``from_filled`` copies it.  (The cold fill is the subject of ``test_cold_prepare_and_validate_equal_the_sample``
+    and ``test_faults_are_retried_and_the_plan_is_unchanged``.)"""
     folder = tmp_path_factory.mktemp("filled")
     with pytest.MonkeyPatch.context() as mp:
         reset(fake, mp)
-        p = polygon_workspace(folder)
+        p = seeded(folder, sample_bars, dt.date(2021, 4, 16))
         r = p("--as-of", "2021-04-16T20:00", "prepare")
         assert r.exit_code == 0, r.output
-        assert fake.count("/grouped/") == sessions_read(dt.date(2021, 4, 16))   # cold: every session once
+        assert [q for q, _, _ in fake.requests if "/grouped/" in q] == [
+            "/v2/aggs/grouped/locale/us/market/stocks/2021-04-16"]
+        assert fake.count("/v3/reference/splits") >= 1 and fake.count("/v3/reference/tickers") >= 1
         assert decided(p.plan()) == decided(reference["2021-04-16T20:00"])
         fake.requests.clear()
     return folder
@@ -98,6 +107,15 @@ def from_filled(filled, folder, plan="paid", universe="", whole=False):
     else:
         shutil.copytree(filled / "store", folder / "store", dirs_exist_ok=True)
     return polygon_workspace(folder, plan=plan, universe=universe)
+
+
+def seeded(folder, bars: pd.DataFrame, night: dt.date):
+    """A workspace in ``folder`` whose store holds ``bars`` (the sample's real bars, raw: as traded, as the
+    fake serves them) of every session of the scan window of ``night`` but ``night`` itself, and nothing else
+    (no splits, no ticker types, no meta.json): the bars earlier nights stored, before any later split was known."""
+    first = night - dt.timedelta(days=HISTORY_DAYS)
+    BarStore(folder / "store").write_bars(bars[(bars["date"] >= first) & (bars["date"] < night)])
+    return polygon_workspace(folder)
 
 
 def decided(plan: dict) -> dict:
@@ -146,7 +164,7 @@ def test_cold_prepare_and_validate_equal_the_sample(poly, fake, reference):
 
 @pytest.mark.slow
 def test_warm_night_fetches_only_the_new_session(tmp_path, filled, fake, reference):
-    poly = from_filled(filled, tmp_path, whole=True)   # the night of 2021-04-16 was cold (see ``filled``)
+    poly = from_filled(filled, tmp_path, whole=True)   # the night of 2021-04-16 (see ``filled``)
     assert decided(poly.plan()) == decided(reference["2021-04-16T20:00"])
     r = poly("--as-of", EVENING, "prepare")
     assert r.exit_code == 0, r.output
@@ -261,9 +279,14 @@ def test_history_outside_the_plan_is_refused(poly, fake):
 
 
 @pytest.mark.slow
-def test_a_split_learnt_after_the_bars_were_stored_is_applied_on_read(poly, fake, reference):
-    fake.splits_known_through = dt.date(2020, 8, 28)  # AAPL's and TSLA's 2020-08-31 splits not announced yet
+def test_a_split_learnt_after_the_bars_were_stored_is_applied_on_read(tmp_path, fake, reference, sample_bars):
+    # The store holds the bars as traded through 2020-08-27: the first night fetches 2020-08-28 and, cold, the
+    # splits, while AAPL's and TSLA's 2020-08-31 splits are not announced yet; the second night learns them.
+    poly = seeded(tmp_path, sample_bars, dt.date(2020, 8, 28))
+    fake.splits_known_through = dt.date(2020, 8, 28)
     assert poly("--as-of", "2020-08-28T20:00", "prepare").exit_code == 0
+    assert [p for p, _, _ in fake.requests if "/grouped/" in p] == [
+        "/v2/aggs/grouped/locale/us/market/stocks/2020-08-28"]
     assert decided(poly.plan()) == decided(reference["2020-08-28T20:00"])
     fake.splits_known_through = None
     assert poly("--as-of", "2020-08-31T20:00", "prepare").exit_code == 0
@@ -288,8 +311,16 @@ def test_universe_chain_top_n_filters_and_watchlist(tmp_path, fake, sample_bars)
 
 
 @pytest.mark.slow
-def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tmp_path, fake, reference):
-    p = polygon_workspace(tmp_path, universe="  watchlist: [HBI]\n")
+def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tmp_path, filled, fake, reference,
+                                                                              sample_bars):
+    """Grouped daily leaves out HBI (as it leaves out OTC names) and HBI joins the watchlist: its whole window
+    comes from one per-ticker request.  The store is ``filled``'s without HBI: what the nights before stored
+    with grouped daily never listing it."""
+    p = from_filled(filled, tmp_path, universe="  watchlist: [HBI]\n")
+    bars_path = tmp_path / "store" / "bars.parquet"
+    stored = pd.read_parquet(bars_path)
+    assert (stored["symbol"] == "HBI").any()
+    stored[stored["symbol"] != "HBI"].to_parquet(bars_path, index=False)
     fake._grouped_cache.clear()
     saved = fake._by_date
     # as grouped daily leaves out OTC names: every session's rows but HBI's (one pass over the raw bars)
@@ -301,6 +332,14 @@ def test_a_watchlist_name_missing_from_grouped_daily_is_backfilled_per_ticker(tm
         fake._by_date = saved
         fake._grouped_cache.clear()
     assert fake.count("/v2/aggs/ticker/HBI/") == 1
+    assert fake.count("/grouped/") == 1   # 2021-04-19 only, without HBI: the rest of HBI came from that request
+    window = dt.date(2021, 4, 19) - dt.timedelta(days=HISTORY_DAYS)
+    cols = ["date", "open", "high", "low", "close", "volume"]
+    hbi = pd.read_parquet(bars_path).query("symbol == 'HBI'")[cols]
+    real = sample_bars[(sample_bars["symbol"] == "HBI") & (sample_bars["date"] >= window)
+                       & (sample_bars["date"] <= SCAN)][cols]
+    assert len(real) == sessions_read(SCAN)
+    assert sorted(hbi.itertuples(index=False)) == sorted(real.itertuples(index=False))
     assert decided(p.plan()) == decided(reference[EVENING])
 
 

@@ -1,6 +1,6 @@
 """Progress on long work, and a bounded give-up on a host that does not answer (issue 9, item 3).
 
-A cold Polygon fill and a backtest run through the real CLI (click's runner: stdout is not a
+A Polygon fill and a backtest run through the real CLI (click's runner: stdout is not a
 terminal) print a line per ~10 % with counts and log the same lines; a Polygon host that does
 not answer (a closed loopback port) is given up on after ``polygon.give_up_after_seconds`` in
 one sentence.  The client talks over HTTP to the loopback fake serving the real sample bars.
@@ -10,7 +10,6 @@ import datetime as dt
 import io
 import logging
 import re
-import socket
 import time
 
 import pytest
@@ -23,6 +22,8 @@ from trading_system.config import PolygonConfig, load_config
 from trading_system.errors import DataError
 from trading_system.marketdata.polygon import HostUnreachable, PolygonClient
 from trading_system.marketdata.polygon_source import PolygonSource
+from trading_system.marketdata.store import BarStore
+from trading_system.prepare.discovery import HISTORY_DAYS
 from trading_system.progress import Reporter, duration, log_only
 
 EVENING = "2021-04-19T20:00"
@@ -40,14 +41,6 @@ def env(fake, monkeypatch):
     monkeypatch.setenv("POLYGON_BASE_URL", fake.url)
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)
-
-
-def closed_port_url() -> str:
-    """A loopback URL nothing listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def polygon_workspace(folder, give_up=60, retries=3, max_backoff=0.05) -> Prep:
@@ -74,18 +67,24 @@ def assert_tenths(lines: list[re.Match], total: int) -> None:
 # ---------------------------------------------------------------------- the fill through the CLI
 
 
-def test_a_cold_fill_prints_a_line_per_tenth_and_logs_them(tmp_path, fake):
+def test_a_fill_prints_a_line_per_tenth_and_logs_them(tmp_path, fake, sample_bars):
+    """The store holds the sample's bars as traded through 2021-02-26 (what earlier nights stored): the
+    night of 2021-04-19 fills the 34 sessions from 2021-03-01 over HTTP, enough for a line per tenth."""
     poly = polygon_workspace(tmp_path)
+    first, stored = dt.date(2021, 4, 19) - dt.timedelta(days=HISTORY_DAYS), dt.date(2021, 2, 26)
+    BarStore(tmp_path / "store").write_bars(
+        sample_bars[(sample_bars["date"] >= first) & (sample_bars["date"] <= stored)])
     result = poly("--as-of", EVENING, "prepare")
     assert result.exit_code == 0, result.output
-    total = len([s for s in sessions.sessions_between(dt.date(2020, 3, 15), dt.date(2021, 4, 19))
+    total = len([s for s in sessions.sessions_between(dt.date(2021, 3, 1), dt.date(2021, 4, 19))
                  if s != dt.date(2021, 4, 19)])  # the scan's own session is fetched first, on its own
+    assert total == 34 and fake.count("/grouped/") == total + 1
     lines = progress_lines(result.stdout, "polygon fill")
     assert_tenths(lines, total)
     assert all(re.search(r", \d+ requests, through 20\d\d-\d\d-\d\d, ", m.string) for m in lines)
     requests = [int(re.search(r"(\d+) requests", m.string)[1]) for m in lines]
     assert requests == sorted(requests) and requests[-1] == total
-    assert f"polygon fill: {total} sessions to go (2020-03-16 to 2021-04-16, one request each" in result.stdout
+    assert f"polygon fill: {total} sessions to go (2021-03-01 to 2021-04-16, one request each" in result.stdout
     assert all("ETA" in m.string for m in lines[:-1])
     log = (tmp_path / "logs" / "pre_market_prep.log").read_text()
     assert all(m.string in log for m in lines)
@@ -97,8 +96,8 @@ def test_a_cold_fill_prints_a_line_per_tenth_and_logs_them(tmp_path, fake):
     assert "polygon fill" not in warm.stdout
 
 
-def test_an_unreachable_host_is_given_up_in_bounded_time_in_one_sentence(tmp_path, monkeypatch):
-    url = closed_port_url()
+def test_an_unreachable_host_is_given_up_in_bounded_time_in_one_sentence(tmp_path, monkeypatch, refused_url):
+    url = refused_url
     monkeypatch.setenv("POLYGON_BASE_URL", url)
     poly = polygon_workspace(tmp_path, give_up=1, retries=20, max_backoff=0.2)
     t0 = time.monotonic()
@@ -172,8 +171,8 @@ def client_with_fake_time(base_url, **cfg):
     return c
 
 
-def test_no_connection_stops_at_the_give_up_time_with_the_last_wait_cut():
-    c = client_with_fake_time(closed_port_url())
+def test_no_connection_stops_at_the_give_up_time_with_the_last_wait_cut(refused_url):
+    c = client_with_fake_time(refused_url)
     with pytest.raises(HostUnreachable, match=r"did not answer for 60 s \(ConnectionError\); check the network "
                                               r"or POLYGON_BASE_URL; nothing was written\.$") as info:
         c.grouped_daily(dt.date(2021, 4, 19))
@@ -183,8 +182,8 @@ def test_no_connection_stops_at_the_give_up_time_with_the_last_wait_cut():
     assert sum(c.waits) == pytest.approx(60) and c.requests_made == 4
 
 
-def test_the_attempt_limit_still_bounds_a_silent_host():
-    c = client_with_fake_time(closed_port_url(), max_retries=1, give_up_after_seconds=3600)
+def test_the_attempt_limit_still_bounds_a_silent_host(refused_url):
+    c = client_with_fake_time(refused_url, max_retries=1, give_up_after_seconds=3600)
     with pytest.raises(HostUnreachable, match=r"did not answer for (1[2-9]|2[0-4]) s \(ConnectionError\)"):
         c.splits(dt.date(2021, 1, 1))
     assert c.requests_made == 2

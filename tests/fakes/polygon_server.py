@@ -83,7 +83,8 @@ class LoopbackServer:
         self.faults: list[dict] = []
         self.latency = 0.0
         self.timeout_sleep = 1.0  # seconds a "timeout" fault holds the answer (bounded)
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # polled every 50 ms (not the default 0.5 s): ``shutdown`` returns that soon, at teardown and in tests
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -163,8 +164,9 @@ class LoopbackServer:
 
 
 def _tables(bars: pd.DataFrame | None, replicas: int) -> dict:
-    """The fake's tables: raw and split-adjusted bars (whole, by date, by symbol), splits, ticker reference,
-    context bars by symbol and earnings rows, from ``bars`` (default: data/sample) with ``replicas``."""
+    """The fake's tables: raw bars (whole, by date, by symbol), splits, ticker reference, context bars by
+    symbol and earnings rows, from ``bars`` (default: data/sample) with ``replicas``.  The split-adjusted
+    bars are added by ``_adjusted`` when first asked for (only a client that omits ``adjusted=false``)."""
     raw = bars if bars is not None else pd.read_parquet(SAMPLE / "bars.parquet")
     splits = pd.read_csv(SAMPLE / "splits.csv", dtype={"symbol": str})
     splits["date"] = pd.to_datetime(splits["date"]).dt.date
@@ -178,15 +180,27 @@ def _tables(bars: pd.DataFrame | None, replicas: int) -> dict:
         splits = pd.concat([splits] + [splits.assign(symbol=splits["symbol"] + f"_syn{i}")
                                        for i in range(1, replicas + 1)], ignore_index=True)
         ref += [{**r, "ticker": f"{r['ticker']}_syn{i}"} for i in range(1, replicas + 1) for r in list(ref)]
-    adjusted = split_adjust(raw, splits, dt.date(2100, 1, 1))
     by_symbol = {s: g for s, g in raw.groupby("symbol")}
     context = pd.read_parquet(SAMPLE / "market_context.parquet")
     earnings = pd.read_csv(SAMPLE / "earnings.csv", dtype=str)
-    return {"raw": raw, "splits": splits, "reference": sorted(ref, key=lambda r: r["ticker"]), "adjusted": adjusted,
-            "by_date": {d: g for d, g in raw.groupby("date")},
-            "adj_by_date": {d: g for d, g in adjusted.groupby("date")}, "by_symbol": by_symbol,
+    return {"raw": raw, "splits": splits, "reference": sorted(ref, key=lambda r: r["ticker"]),
+            "by_date": {d: g for d, g in raw.groupby("date")}, "by_symbol": by_symbol,
             "context": {s: g for s, g in context.groupby("symbol") if str(s).startswith("I:") or s not in by_symbol},
             "earnings": sorted(zip(earnings["date"], earnings["symbol"]))}
+
+
+_ADJUSTING = threading.Lock()
+
+
+def _adjusted(tables: dict) -> dict:
+    """``tables`` with ``adjusted`` (every raw bar split-adjusted with every split, as Polygon's default
+    ``adjusted=true`` answers) and ``adj_by_date``, built on first use (most runs never ask for them)."""
+    with _ADJUSTING:
+        if "adjusted" not in tables:
+            adjusted = split_adjust(tables["raw"], tables["splits"], dt.date(2100, 1, 1))
+            tables["adj_by_date"] = {d: g for d, g in adjusted.groupby("date")}
+            tables["adjusted"] = adjusted
+    return tables
 
 
 @functools.lru_cache(maxsize=2)
@@ -230,8 +244,9 @@ class PolygonFake(LoopbackServer):
         # shared by every fake of a test run; each fake has its own dicts, so a test may swap one).
         t = _sample_tables(replicas) if bars is None else _tables(bars, replicas)
         self._tables = t if bars is None else None
-        self.raw, self.splits, self.reference, self.adjusted = t["raw"], t["splits"], t["reference"], t["adjusted"]
-        self._by_date, self._adj_by_date = dict(t["by_date"]), dict(t["adj_by_date"])
+        self._own_tables = t
+        self.raw, self.splits, self.reference = t["raw"], t["splits"], t["reference"]
+        self._by_date = dict(t["by_date"])
         self._by_symbol, self._context = dict(t["by_symbol"]), dict(t["context"])
         self.earnings = list(t["earnings"])  # (date text, ticker)
         self.published_through: dt.date | None = None
@@ -244,6 +259,15 @@ class PolygonFake(LoopbackServer):
         self._grouped_cache: dict = {}
         self.earnings_entitled = True
         self.earnings_times: dict[tuple[str, str], str] = {}
+
+    @functools.cached_property
+    def adjusted(self) -> pd.DataFrame:
+        """Every raw bar split-adjusted with every split (Polygon's default answers), built on first use."""
+        return _adjusted(self._own_tables)["adjusted"]
+
+    @functools.cached_property
+    def _adj_by_date(self) -> dict:
+        return dict(_adjusted(self._own_tables)["adj_by_date"])
 
     # -------------------------------------------------------------- routing
 

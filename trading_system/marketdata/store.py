@@ -47,11 +47,11 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date,
     days = _day_array(out["date"]) if days is None else days
     known = known[pd.to_datetime(known["date"]).to_numpy(dtype="datetime64[D]") > days.min()]
     factor = np.ones(len(out))
-    sym = out["symbol"].to_numpy()
-    for s, group in known.groupby("symbol", sort=False):
-        rows = np.flatnonzero(sym == s)
-        for d, ratio in zip(pd.to_datetime(group["date"]).to_numpy(dtype="datetime64[D]"), group["ratio"]):
-            factor[rows[days[rows] < d]] *= ratio
+    codes, symbols = pd.factorize(out["symbol"])
+    ex_dates = pd.to_datetime(known["date"]).to_numpy(dtype="datetime64[D]")
+    # In the file's order, so a symbol's several ratios compound in the same order every time.
+    for code, ex_date, ratio in zip(pd.Index(symbols).get_indexer(known["symbol"]), ex_dates, known["ratio"]):
+        factor[(codes == code) & (days < ex_date)] *= ratio
     for col in ("open", "high", "low", "close"):
         out[col] = out[col].to_numpy() / factor
     out["volume"] = out["volume"].to_numpy() * factor
