@@ -128,9 +128,14 @@ def test_local_pool_runs_every_trial_ranks_by_sharpe_buy_hold_first(local):
 
 def test_a_dask_cluster_gives_the_same_trials(cfg, local, tmp_path):
     distributed = pytest.importorskip("distributed")
+    import dask
+
     _, _, expected, _ = local
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+    # Worker processes started by multiprocessing's forkserver, as Dask's own test suite starts them: one
+    # interpreter imports Dask and pandas for both, instead of each spawned worker importing them anew.
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None) as cluster:
         report, text = run(cfg, tmp_path, jobs=None, scheduler=cluster.scheduler_address)
     assert report.ran == 4 and "Dask cluster at tcp://127.0.0.1" in report.engine
     got = lines(report.trials_file)
