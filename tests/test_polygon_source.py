@@ -382,3 +382,52 @@ def test_a_data_failure_at_0900_is_not_a_liquidation(tmp_path, filled, fake, alp
         assert all(c["price"] for s, c in checks.items() if s != picks[0])
     finally:
         alpaca.stale = set()
+
+
+def test_an_answer_in_another_shape_stops_the_night_and_nothing_of_it_is_stored(tmp_path, fake, reference,
+                                                                               sample_bars):
+    """Synthetic body: the real grouped-daily answer of 2021-04-19 with every bar's ``o`` taken out (as a
+    changed schema or a proxy's page would come back).  The night stops with one sentence and nothing of
+    that session reaches the store, so the next night asks for it again and gets the real answer."""
+    poly = seeded(tmp_path, sample_bars, SCAN)
+    real = json.loads(fake._grouped(str(SCAN), {"adjusted": "false"})[1])
+    bad = {**real, "results": [{k: v for k, v in bar.items() if k != "o"} for bar in real["results"]]}
+    fake._grouped_cache[(SCAN, True)] = json.dumps(bad).encode()
+    try:
+        r = poly("--as-of", EVENING, "prepare")
+    finally:
+        fake._grouped_cache.pop((SCAN, True), None)
+    assert r.exit_code == 1, r.output
+    assert "Polygon answered the bars of session 2021-04-19 in an unexpected shape (no o on any bar)" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "pending_trades.json").exists()
+    assert SCAN not in set(pd.read_parquet(tmp_path / "store" / "bars.parquet")["date"])
+    fake.requests.clear()
+    assert poly("--as-of", EVENING, "prepare").exit_code == 0
+    assert [p for p, _, _ in fake.requests if "/grouped/" in p] == ["/v2/aggs/grouped/locale/us/market/stocks/2021-04-19"]
+    assert decided(poly.plan()) == decided(reference[EVENING])
+
+
+def test_a_long_fill_writes_the_store_as_it_goes(tmp_path, fake, sample_bars, monkeypatch):
+    """With ``FLUSH_SECONDS`` at 0 every session fetched is in ``bars.parquet`` before the next is asked for:
+    what a fill keeps when it is killed (SIGKILL skips the ``finally`` that writes the rest).  The fake notes
+    the store file's stamp and dates when each grouped request arrives."""
+    from trading_system.marketdata import polygon_source
+
+    monkeypatch.setattr(polygon_source, "FLUSH_SECONDS", 0.0)
+    poly = seeded(tmp_path, sample_bars, dt.date(2021, 4, 1))
+    path = tmp_path / "store" / "bars.parquet"
+    seen: list[tuple[str, int, set]] = []
+    grouped = fake._grouped
+
+    def noting(date_text, query):
+        on_disk = set(pd.read_parquet(path, columns=["date"])["date"]) if len(seen) == 5 else set()
+        seen.append((date_text, path.stat().st_mtime_ns, on_disk))
+        return grouped(date_text, query)
+
+    monkeypatch.setattr(fake, "_grouped", noting)
+    assert poly("--as-of", EVENING, "prepare").exit_code == 0
+    asked = [d for d, _, _ in seen]   # the scan session first (``ensure_session``), then the fill of the rest
+    assert asked == [str(s) for s in [SCAN, *sessions.sessions_between(dt.date(2021, 4, 1), dt.date(2021, 4, 16))]]
+    stamps = [m for _, m, _ in seen]
+    assert all(a < b for a, b in zip(stamps, stamps[1:]))   # a write between every two requests
+    assert {dt.date.fromisoformat(d) for d in asked[:5]} <= seen[5][2]

@@ -107,3 +107,48 @@ def test_item11_splits_of_the_sample_still_read_the_same(store):
     aapl = sp[(sp.symbol == "AAPL") & (sp.date == D(2020, 8, 31))]
     assert list(aapl["ratio"]) == [4.0]
     assert isinstance(sp["date"].iloc[0], dt.date)
+
+
+# --- the bar files are parsed once per process (a cache keyed by each file's stamp) ----------------------
+
+
+def _msft(store: BarStore) -> pd.DataFrame:
+    """Three real MSFT bars of the sample (2021-04-14 .. 16), raw."""
+    raw = store.raw_bars()
+    return raw[(raw.symbol == "MSFT") & (raw.date >= D(2021, 4, 14)) & (raw.date <= D(2021, 4, 16))]
+
+
+def test_a_write_by_one_store_is_what_the_next_store_reads(tmp_path, store):
+    BarStore(tmp_path).write_bars(_msft(store).head(2))
+    assert len(BarStore(tmp_path).raw_bars()) == 2            # parsed and kept for this stamp
+    BarStore(tmp_path).write_bars(_msft(store).tail(1))
+    assert list(BarStore(tmp_path).raw_bars()["date"]) == [D(2021, 4, 14), D(2021, 4, 15), D(2021, 4, 16)]
+    (tmp_path / "splits.csv").write_text("symbol,date,ratio\nMSFT,2021-04-15,2.0\n")
+    assert BarStore(tmp_path).splits()["ratio"].tolist() == [2.0]
+    BarStore(tmp_path).write_splits(pd.DataFrame({"symbol": ["MSFT"], "date": [D(2021, 4, 15)], "ratio": [4.0]}))
+    assert BarStore(tmp_path).splits()["ratio"].tolist() == [4.0]
+
+
+def test_a_file_rewritten_in_place_with_its_old_mtime_and_size_is_read_again(tmp_path):
+    """Synthetic splits (same length, another ratio): rewritten in place with the old mtime put back, as
+    ``cp -p`` would leave it; the inode, the size and the mtime match the first file, the ctime does not."""
+    path = tmp_path / "splits.csv"
+    path.write_text("symbol,date,ratio\nMSFT,2021-04-15,2.0\n")
+    assert BarStore(tmp_path).splits()["ratio"].tolist() == [2.0]
+    before = path.stat()
+    with open(path, "r+") as fh:
+        fh.write("symbol,date,ratio\nMSFT,2021-04-15,5.0\n")
+    import os
+
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert BarStore(tmp_path).splits()["ratio"].tolist() == [5.0]
+
+
+def test_a_callers_change_to_a_frame_never_reaches_another_store(store):
+    bars, splits = BarStore(SAMPLE).raw_bars(), BarStore(SAMPLE).splits()
+    bars.loc[bars["symbol"] == "AAPL", "open"] = 0.0
+    splits.loc[:, "ratio"] = 1.0
+    assert BarStore(SAMPLE).session_opens(D(2021, 4, 16))["AAPL"] == pytest.approx(134.3)
+    assert BarStore(SAMPLE).splits().set_index(["symbol", "date"]).loc[("AAPL", D(2020, 8, 31)), "ratio"] == 4.0

@@ -348,12 +348,24 @@ class PolygonClient:
 def _bars_frame(rows: list[dict], session: dt.date | None = None, ticker: str | None = None) -> pd.DataFrame:
     """Polygon bar rows (``T``, o, h, l, c, v, ``t`` in ms) -> BAR_COLUMNS frame, raw.
 
-    Built column by column from the rows (a missing price is NaN, as a frame built from the dicts
-    would give; a missing volume where others have one fails the int64 cast, as it did that way).
+    Built column by column from the rows: a price missing from some rows is NaN (as a frame built
+    from the dicts gives), a volume missing where others have one fails the int64 cast.
+
+    Raises:
+        DataError: a row is not an object, or no row has one of the fields every bar needs (``T``
+            for grouped daily, o, h, l, c, and ``t`` for a ticker's range): an answer in another
+            shape is never stored, so a rerun asks for it again.
     """
     cols = ["symbol", "date", "open", "high", "low", "close", "volume"]
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, [str, object] + [float] * 4 + ["int64"])})
+    what = f"session {session}" if session is not None else str(ticker)
+    if not all(isinstance(r, dict) for r in rows):
+        raise _unexpected(what, "rows that are not objects")
+    needed = ["o", "h", "l", "c"] + (["T"] if ticker is None else []) + (["t"] if session is None else [])
+    absent = [k for k in needed if not any(k in r for r in rows)]
+    if absent:
+        raise _unexpected(what, f"no {', '.join(absent)} on any bar")
 
     def column(key: str) -> np.ndarray:
         return np.array([r.get(key) for r in rows], dtype=float)
@@ -366,3 +378,8 @@ def _bars_frame(rows: list[dict], session: dt.date | None = None, ticker: str | 
         # Index aggregates (I:SPX ...) carry no volume: 0 shares, never a KeyError.
         "volume": pd.Series(column("v")).round().astype("int64") if has_volume else 0,
     })
+
+
+def _unexpected(what: str, why: str) -> DataError:
+    return DataError(f"Polygon answered the bars of {what} in an unexpected shape ({why}); nothing was stored "
+                     "for it: try again later.")

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Callable, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,7 +38,12 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date,
     by that split's ratio and volume multiplied by it, compounding over several splits.
     Splits after ``through`` are ignored (no peeking).  Returns a new frame; volume becomes float.
     Source: shared/data/PROVENANCE.md (splits.csv).
+
+    Raises:
+        ValueError: ``days`` is not as long as ``bars``.
     """
+    if days is not None and len(days) != len(bars):
+        raise ValueError(f"split_adjust: {len(days)} days for {len(bars)} bars")
     out = bars.copy()
     out["volume"] = out["volume"].astype("float64")
     known = splits[splits["date"] <= through]
@@ -94,8 +102,9 @@ class BarStore:
 
     The files are read once per process and kept in memory (the sample is ~300k rows): a second
     store on the same unchanged file (the simulated broker beside the sample source, or the next
-    command run in the same process) shares the parsed frame (see ``_parsed_bars``).  The frames a
-    store hands out are never modified in place, by it or by its callers.
+    command run in the same process) shares the parsed frame (see ``_ParsedFiles``).  What
+    ``raw_bars`` and ``splits`` return are shallow copies: pandas' copy-on-write keeps a caller's
+    change to one out of every other store's frame.
     """
 
     def __init__(self, root: Path):
@@ -117,15 +126,13 @@ class BarStore:
         Raises:
             DataError: the Parquet file exists but cannot be read.
         """
-        return self._loaded().bars
+        return self._loaded().bars.copy(deep=False)
 
     def _loaded(self) -> "_Table":
         if self._table is None:
-            stamp = _stamp(self.bars_path)
-            if stamp is None:
-                self._table = _Table(pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()}))
-            else:
-                self._table = _parsed_bars(str(self.bars_path), stamp)
+            table = _BARS.get(self.bars_path, _parse_bars)
+            self._table = table if table is not None else _Table(
+                pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()}))
         return self._table
 
     def splits(self) -> pd.DataFrame:
@@ -139,13 +146,11 @@ class BarStore:
                 (the store merges new splits into the rows it keeps), and a rerun would fail the same.
         """
         if self._splits is None:
-            stamp = _stamp(self.splits_path)
-            if stamp is not None:
-                self._splits = _parsed_splits(str(self.splits_path), stamp)
-            else:
+            self._splits = _SPLITS.get(self.splits_path, read_splits)
+            if self._splits is None:
                 self._splits = pd.DataFrame({"symbol": pd.Series(dtype=str), "date": pd.Series(dtype=object),
                                              "ratio": pd.Series(dtype=float)})
-        return self._splits
+        return self._splits.copy(deep=False)
 
     def dates(self) -> list[dt.date]:
         """Every date that has at least one bar, oldest first."""
@@ -197,6 +202,7 @@ class BarStore:
         merged = merged.drop_duplicates(["symbol", "date"], keep="last")
         merged = merged.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
         atomic_write(self.bars_path, lambda tmp: merged.to_parquet(tmp, index=False, compression="zstd"))
+        _BARS.forget(self.bars_path)   # the next store reads the new file from disk
         self._table = _Table(merged)
 
     def write_splits(self, splits: pd.DataFrame) -> None:
@@ -204,6 +210,7 @@ class BarStore:
         sp = splits[["symbol", "date", "ratio"]].drop_duplicates(["symbol", "date"], keep="last")
         sp = sp.sort_values(["symbol", "date"]).reset_index(drop=True)
         atomic_write(self.splits_path, lambda tmp: sp.to_csv(tmp, index=False))
+        _SPLITS.forget(self.splits_path)
         self._splits = None
 
 
@@ -227,22 +234,66 @@ def _day_array(dates: pd.Series) -> np.ndarray:
     return pd.to_datetime(dates).to_numpy(dtype="datetime64[D]") if len(dates) else np.empty(0, "datetime64[D]")
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """(inode, mtime in ns, size) of ``path``, None when it does not exist: what ties a parsed file
-    to the bytes it came from (every write is an atomic replace, so a new file has a new inode)."""
+T = TypeVar("T")
+#: (device, inode, size, mtime in ns, ctime in ns): what ties a parsed file to the bytes it came from.
+#: The inode alone does not (ext4 hands a freed inode to the next atomic write), nor the mtime alone
+#: (``cp -p`` and ``touch -d`` set it back); the ctime no tool can set back.
+Stamp = tuple[int, int, int, int, int]
+
+
+def _stamp(path: Path) -> Stamp | None:
+    """``path``'s stamp; None when there is no such file (its folder missing or not a folder included).
+
+    Raises:
+        DataError: the file exists but cannot be looked at (permissions, a symlink loop).
+    """
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror or exc.__class__.__name__}); "
+                        "check the path and its permissions.") from exc
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-@functools.lru_cache(maxsize=2)
-def _parsed_bars(path: str, stamp: tuple[int, int, int]) -> _Table:
-    """``bars.parquet`` at ``path`` (as ``stamp`` says it is) read and sorted, once per process.
+class _ParsedFiles(Generic[T]):
+    """What this process parsed of a kind of file, by path: one (stamp, value) a path, for the two
+    paths used last (a backtest's store and the sample, say).  A file whose stamp has changed is read
+    again; a store forgets its path when it writes there, so its own writes never rest on a stamp.
+    A parse that raises keeps nothing.  Thread-safe; a parse runs outside the lock."""
 
-    Keyed by the file's stamp, so a file replaced since is read again; two entries at most (a
-    backtest's store and the sample, say).  A failed read is not kept.
+    def __init__(self, paths: int = 2):
+        self._paths = paths
+        self._entries: OrderedDict[str, tuple[Stamp, T]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, parse: Callable[[Path], T]) -> T | None:
+        """``parse(path)``, or what it gave for the same stamp before; None when the file does not exist."""
+        stamp = _stamp(path)
+        if stamp is None:
+            return None
+        key = str(path)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._entries.move_to_end(key)
+                return hit[1]
+        value = parse(path)
+        with self._lock:
+            self._entries[key] = (stamp, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._paths:
+                self._entries.popitem(last=False)
+        return value
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._entries.pop(str(path), None)
+
+
+def _parse_bars(path: Path) -> _Table:
+    """``bars.parquet`` at ``path`` read and sorted by (symbol, date).
 
     Raises:
         DataError: the file cannot be read as Parquet with BAR_COLUMNS.
@@ -258,7 +309,5 @@ def _parsed_bars(path: str, stamp: tuple[int, int, int]) -> _Table:
     return _Table(df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True))
 
 
-@functools.lru_cache(maxsize=2)
-def _parsed_splits(path: str, stamp: tuple[int, int, int]) -> pd.DataFrame:
-    """``read_splits`` of ``path`` once per process per ``stamp`` (see ``_parsed_bars``)."""
-    return read_splits(Path(path))
+_BARS: _ParsedFiles[_Table] = _ParsedFiles()
+_SPLITS: _ParsedFiles[pd.DataFrame] = _ParsedFiles()
