@@ -127,7 +127,8 @@ def status(state: State, live: bool) -> None:
                    "tests); nightly: the cron path's prepare/validate/execute with their files, night by night.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes the batch engine computes the evenings on ahead (default: the core count, at most "
-                   "4; 0: none). The decisions do not depend on it.")
+                   "4; 0: none; never more than the chunks of 32 nights, none for a shorter backtest). The "
+                   "decisions do not depend on it.")
 @click.pass_obj
 def backtest(state: State, start, end, bars, splits, no_gate, no_regime, no_events, out, engine, workers) -> None:
     """Replay prepare, validate and execute over every session, against BUY_HOLD."""

@@ -162,7 +162,8 @@ def run_backtest(cfg: Config, start: dt.date, end: dt.date, source: CachedSource
     ``engine``: ``batch`` (default; the nightly engine instead when ``backtest_batch.unsupported``
     says why, and ``result.engine`` says so) or ``nightly``: the same decisions either way.
     ``workers``: processes the batch engine computes the evenings on ahead (0: none, in this
-    process; a sweep's trial, already on a worker, passes 0); the decisions do not depend on it.
+    process; a sweep's trial, already on a worker, passes 0); at most one a chunk of ``CHUNK``
+    nights, none for a backtest of one chunk.  The decisions do not depend on it.
     Sets: a ``BacktestResult`` with equity curves of SYSTEM, the twins asked for and BUY_HOLD in dollars.
 
     Raises:
@@ -281,6 +282,9 @@ def _batch(replay: Replay, first_scan: dt.date, days: list[dt.date], workers: in
     computed ahead on ``workers`` forked processes (``backtest_workers``) when there are any."""
     scanning = {name: replay.configs[name] for name in replay.scans}
     batch = BatchNights(replay.configs[SYSTEM], replay.source, [first_scan, *days[:-1]], scanning, days[-1])
+    # Workers pay only when a chunk can be computed ahead while this process trades the one before:
+    # a backtest of one chunk stays here, and no more workers than chunks are started.
+    workers = min(workers, len(batch.chunks)) if len(batch.chunks) > 1 else 0
     plans: dict[str, EveningPlan] = {}
 
     def prepare(name: str, night: dt.date) -> None:
