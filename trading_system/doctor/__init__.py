@@ -11,6 +11,11 @@ crontab lines of this checkout; ``doctor_command`` does both and exits 1 (``RunF
 
 ``brief_checks`` is the no-network part (keys, price source, disk, folders) that ``prepare`` can
 print before a night's work.  No check creates state, and no message ever holds a key.
+
+May import: ``config``, ``errors``, ``sessions``, ``runtime``, ``broker`` and ``marketdata`` (the clients
+it checks), and ``prepare``'s scanner loader and history window inside the checks that use them
+(``prepare`` imports this package for ``brief_checks``).  Nothing imports it but ``cli`` and ``prepare``;
+the boundaries and ``state`` never do (``lint-imports`` checks it).
 """
 
 from __future__ import annotations
