@@ -407,27 +407,31 @@ def test_an_answer_in_another_shape_stops_the_night_and_nothing_of_it_is_stored(
     assert decided(poly.plan()) == decided(reference[EVENING])
 
 
-def test_a_long_fill_writes_the_store_as_it_goes(tmp_path, fake, sample_bars, monkeypatch):
+def test_a_long_fill_writes_the_store_as_it_goes(tmp_path, fake, monkeypatch):
     """With ``FLUSH_SECONDS`` at 0 every session fetched is in ``bars.parquet`` before the next is asked for:
     what a fill keeps when it is killed (SIGKILL skips the ``finally`` that writes the rest).  The fake notes
-    the store file's stamp and dates when each grouped request arrives."""
+    the store file's stamp and dates when each grouped request arrives (a fill of nine sessions)."""
+    from trading_system.config import load_config
     from trading_system.marketdata import polygon_source
 
     monkeypatch.setattr(polygon_source, "FLUSH_SECONDS", 0.0)
-    poly = seeded(tmp_path, sample_bars, dt.date(2021, 4, 1))
+    cfg = load_config(polygon_workspace(tmp_path).folder / "config.yaml")
+    source = polygon_source.PolygonSource(cfg, sessions.Clock(dt.datetime(2021, 4, 19, 20, 0, tzinfo=sessions.ET)))
     path = tmp_path / "store" / "bars.parquet"
     seen: list[tuple[str, int, set]] = []
     grouped = fake._grouped
 
     def noting(date_text, query):
-        on_disk = set(pd.read_parquet(path, columns=["date"])["date"]) if len(seen) == 5 else set()
-        seen.append((date_text, path.stat().st_mtime_ns, on_disk))
+        written = path.exists()
+        on_disk = set(pd.read_parquet(path, columns=["date"])["date"]) if written and len(seen) == 5 else set()
+        seen.append((date_text, path.stat().st_mtime_ns if written else 0, on_disk))
         return grouped(date_text, query)
 
     monkeypatch.setattr(fake, "_grouped", noting)
-    assert poly("--as-of", EVENING, "prepare").exit_code == 0
-    asked = [d for d, _, _ in seen]   # the scan session first (``ensure_session``), then the fill of the rest
-    assert asked == [str(s) for s in [SCAN, *sessions.sessions_between(dt.date(2021, 4, 1), dt.date(2021, 4, 16))]]
+    window = sessions.sessions_between(dt.date(2021, 4, 1), dt.date(2021, 4, 14))
+    assert source.fill(window[0], window[-1]) == len(window) == 9
+    assert [d for d, _, _ in seen] == [str(s) for s in window]
     stamps = [m for _, m, _ in seen]
     assert all(a < b for a, b in zip(stamps, stamps[1:]))   # a write between every two requests
-    assert {dt.date.fromisoformat(d) for d in asked[:5]} <= seen[5][2]
+    assert set(window[:5]) <= seen[5][2]
+    assert set(pd.read_parquet(path, columns=["date"])["date"]) == set(window)
