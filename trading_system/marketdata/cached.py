@@ -24,7 +24,7 @@ import pyarrow as pa
 from trading_system.errors import AsOfError, BadInputError, DataError
 from trading_system.marketdata.base import Quote
 from trading_system.marketdata.sample import PREMARKET_SOURCE
-from trading_system.marketdata.store import BAR_COLUMNS, BarStore
+from trading_system.marketdata.store import BAR_COLUMNS, BarStore, day_array
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -34,7 +34,7 @@ def _day(d: dt.date) -> int:
 
 
 def _days(dates: pd.Series) -> np.ndarray:
-    return pd.to_datetime(pd.Series(dates)).to_numpy(dtype="datetime64[D]").astype(np.int64)
+    return day_array(pd.Series(dates)).astype(np.int64)   # days since 1970-01-01
 
 
 class CachedSource:

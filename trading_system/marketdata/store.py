@@ -52,7 +52,7 @@ def split_adjust(bars: pd.DataFrame, splits: pd.DataFrame, through: dt.date,
     known = known[known["symbol"].isin(out["symbol"].unique())]
     if known.empty:
         return out
-    days = _day_array(out["date"]) if days is None else days
+    days = day_array(out["date"]) if days is None else days
     known = known[pd.to_datetime(known["date"]).to_numpy(dtype="datetime64[D]") > days.min()]
     factor = np.ones(len(out))
     codes, symbols = pd.factorize(out["symbol"])
@@ -227,10 +227,11 @@ class _Table:
 
     @functools.cached_property
     def day(self) -> np.ndarray:
-        return _day_array(self.bars["date"])
+        return day_array(self.bars["date"])
 
 
-def _day_array(dates: pd.Series) -> np.ndarray:
+def day_array(dates: pd.Series) -> np.ndarray:
+    """``dates`` (``datetime.date``, Timestamps or ISO text) as a ``datetime64[D]`` array, one per row."""
     return pd.to_datetime(dates).to_numpy(dtype="datetime64[D]") if len(dates) else np.empty(0, "datetime64[D]")
 
 
