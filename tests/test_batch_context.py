@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE, write_config
+from trading_system.prepare.context.build import REGIME_DAYS
 
 D = dt.date
-WINDOW_DAYS = 550          # build.REGIME_DAYS: each night reads the closes of the 550 calendar days to it
+WINDOW_DAYS = REGIME_DAYS  # each night reads the closes of the 550 calendar days to it
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +53,11 @@ def plain_inputs(closes: dict[str, pd.Series], night: dt.date, sma: int, emas: t
     return out
 
 
-def test_a_chunk_of_nights_regimes_equal_each_night_computed_alone(cfg):
+def test_a_chunk_of_nights_regimes_equal_each_night_computed_alone(cfg, sample_source):
     from trading_system import sessions
-    from trading_system.marketdata.cached import CachedSource
-    from trading_system.marketdata.store import BarStore
     from trading_system.prepare.context.build import regime_for, regimes_for
 
-    source = CachedSource.from_store(BarStore(SAMPLE))
+    source = sample_source
     frame = pd.read_parquet(SAMPLE / "market_context.parquet", columns=["symbol", "date", "close"])
     closes = {t: g.set_index("date")["close"].astype(float).sort_index() for t, g in frame.groupby("symbol")}
     nights = sessions.sessions_between(D(2019, 6, 3), D(2020, 6, 30))
@@ -76,15 +75,13 @@ def test_a_chunk_of_nights_regimes_equal_each_night_computed_alone(cfg):
         assert regime_for(cfg, source, night) == record
 
 
-def test_a_night_without_an_index_close_is_unavailable_in_a_chunk_as_alone(cfg):
+def test_a_night_without_an_index_close_is_unavailable_in_a_chunk_as_alone(cfg, sample_source):
     """The sample's index file ends on 2021-04-21: in a chunk straddling it, the nights after it
     are unavailable (or fall back to the proxies) exactly as each night alone says."""
     from trading_system import sessions
-    from trading_system.marketdata.cached import CachedSource
-    from trading_system.marketdata.store import BarStore
     from trading_system.prepare.context.build import regime_for, regimes_for
 
-    source = CachedSource.from_store(BarStore(SAMPLE))
+    source = sample_source
     nights = sessions.sessions_between(D(2021, 4, 5), D(2021, 5, 14))
     batched = regimes_for(cfg, source, nights)
     assert {r.status for r in batched} == {"ok", "unavailable"}

@@ -39,7 +39,7 @@ import pandas as pd
 
 from trading_system import sessions
 from trading_system.broker.simulated import SimulatedBroker
-from trading_system.config import Config
+from trading_system.config import Config, RegimeConfig
 from trading_system.errors import PrepError
 from trading_system.execute.rebalance import Journal
 from trading_system.execute.run import rebalance_session, sizing_prices, traded_weights
@@ -137,8 +137,11 @@ class BatchNights:
         makes them (their ``history`` left empty: the batch engine reads only the quotes and the scores)."""
         out: ChunkResult = []
         wanted: dict[tuple[str, dt.date], EveningPlan] = {}
-        regimes = {name: dict(zip(nights, regimes_for(cfg, self._source, nights)))
-                   for name, cfg in self._configs.items()}
+        by_settings: dict[RegimeConfig, dict[dt.date, RegimeRecord]] = {}   # the system and NO_EVENTS share one
+        for cfg in self._configs.values():
+            if cfg.regime not in by_settings:
+                by_settings[cfg.regime] = dict(zip(nights, regimes_for(cfg, self._source, nights)))
+        regimes = {name: by_settings[cfg.regime] for name, cfg in self._configs.items()}
         for night in nights:
             plans: dict[str, Outcome] = {}
             for name, cfg in self._configs.items():

@@ -17,7 +17,7 @@ import pandas as pd
 from trading_system.config import Config
 from trading_system.errors import DataError
 from trading_system.marketdata.base import MarketData, NotEntitledError
-from trading_system.prepare.context.regime import INDEX_PROXIES, VIX, assess
+from trading_system.prepare.context.regime import INDEX_PROXIES, VIX, assess, regime_windows
 from trading_system.state.plan import ContextRecord, EventsRecord, Plan, RegimeRecord
 from trading_system.vocabulary import StrategyName
 
@@ -77,10 +77,8 @@ def _lacks(series: pd.Series | None, nights: list[dt.date]) -> list[bool]:
     """Per night: whether ``series`` has no close in its ``REGIME_DAYS`` window."""
     if series is None or series.empty:
         return [True] * len(nights)
-    dates = series.index
-    end = dates.searchsorted(nights, side="right")
-    start = dates.searchsorted([n - dt.timedelta(days=REGIME_DAYS) for n in nights], side="left")
-    return [bool(e <= s) for s, e in zip(start, end)]
+    start, end = regime_windows(series.index, nights, REGIME_DAYS)
+    return (end <= start).tolist()
 
 
 def _proxy_regime(cfg: Config, source: MarketData, session: dt.date, why_proxies: str) -> RegimeRecord:

@@ -34,7 +34,7 @@ INDEX_PROXIES: dict[str, str] = {"I:SPX": "SPY", "I:NDX": "QQQ", "I:RUT": "IWM"}
 VIX = "I:VIX"
 
 
-def _windows(dates: pd.Index, sessions: Sequence[dt.date], days: int | None) -> tuple[np.ndarray, np.ndarray]:
+def regime_windows(dates: pd.Index, sessions: Sequence[dt.date], days: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(start, end) rows of each session's window of a series dated ``dates`` (ascending): the closes
     dated in [session - ``days``, session], or every close dated <= session when ``days`` is None."""
     end = dates.searchsorted(list(sessions), side="right")
@@ -122,7 +122,7 @@ def regime_inputs(closes: Mapping[str, pd.Series], sessions: Sequence[dt.date], 
         series = closes.get(ticker)
         if series is None:
             continue
-        start, end = _windows(series.index, sessions, days)
+        start, end = regime_windows(series.index, sessions, days)
         some = np.flatnonzero(end > start)
         if len(some):
             figures = _index_figures(series.to_numpy(dtype=float), start[some], end[some], cfg)
@@ -139,12 +139,12 @@ def _vix_windows(closes: Mapping[str, pd.Series], sessions: Sequence[dt.date], c
     session's own window of SPY closes (the rolling deviation depends on where its series starts)."""
     if not proxies:
         vix = closes.get(VIX, pd.Series(dtype=float)).dropna()
-        start, end = _windows(vix.index, sessions, days)
+        start, end = regime_windows(vix.index, sessions, days)
         return _vix_figures(vix.to_numpy(dtype=float), start, end, cfg)
     spy = closes.get("SPY")
     if spy is None:
         return [{"vix": None, "vix_percentile": None} for _ in sessions]
-    start, end = _windows(spy.index, sessions, days)
+    start, end = regime_windows(spy.index, sessions, days)
     out = []
     for first, stop in zip(start.tolist(), end.tolist()):
         proxy = realised_volatility(spy.iloc[first:stop], cfg.proxy_volatility_window).dropna().to_numpy(dtype=float)
@@ -219,7 +219,7 @@ def _stale(series: pd.Series | None, sessions: Sequence[dt.date], ticker: str, d
     there is none), or None."""
     if series is None or series.empty:
         return [f"no {ticker} close for session {s} (last: none)" for s in sessions]
-    start, end = _windows(series.index, sessions, days)
+    start, end = regime_windows(series.index, sessions, days)
     dates = series.index
     return [None if stop > first and dates[stop - 1] == s else
             f"no {ticker} close for session {s} (last: {dates[stop - 1] if stop > first else 'none'})"
